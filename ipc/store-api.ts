@@ -1,0 +1,236 @@
+// The contract between the protocol engines and the store: every method the store serves,
+// with its request and response types. Both sides import only this file (and `StoreClient`),
+// so an engine never learns whether SQLite, PostgreSQL or an object store is underneath, and
+// whether the call crossed a SharedArrayBuffer ring or stayed in-process (tests, CLI).
+//
+// Bulk bytes are always `Uint8Array`: the ring transport moves them through heap blocks by
+// handle, never through JSON. Large reads are streams of chunks (see `StoreStreams`).
+
+/** A stable identifier of a stored message (row id); never reused. */
+export type MessageId = number;
+export type UserId = number;
+export type FolderId = number;
+
+// ---------------------------------------------------------------- errors
+
+/** Error codes every store call may fail with; engines map them to protocol replies. */
+export type StoreErrorCode =
+  | "busy" // heap/ring full, too many hashes in flight: temporary (SMTP 451, POP3 -ERR [SYS/TEMP])
+  | "unavailable" // the store worker is gone or restarting: temporary
+  | "not_found"
+  | "exists"
+  | "invalid"
+  | "in_use" // e.g. POP3 maildrop already locked (POP3 -ERR [IN-USE])
+  | "quota" // over quota (SMTP 552 5.2.2, IMAP NO [OVERQUOTA])
+  | "denied" // ACL forbids
+  | "internal";
+
+export class StoreError extends Error {
+  constructor(readonly code: StoreErrorCode, message: string) {
+    super(message);
+    this.name = "StoreError";
+  }
+  /** Temporary failures: the client should retry later. */
+  get temporary(): boolean {
+    return this.code === "busy" || this.code === "unavailable";
+  }
+}
+
+// ---------------------------------------------------------------- shared shapes
+
+export interface AccountInfo {
+  userId: UserId;
+  /** Canonical address, lower-case local part and domain: "alice@example.com". */
+  address: string;
+  displayName: string;
+  quotaBytes: number | null;
+  quotaMessages: number | null;
+  usedBytes: number;
+  usedMessages: number;
+}
+
+export type AuthResult =
+  | { ok: true; account: AccountInfo }
+  | { ok: false; reason: "bad_credentials" | "throttled" | "disabled" };
+
+/** What the categorizer made of one RCPT TO address (RFC 5321 §3.3). */
+export type Recipient =
+  | {
+    kind: "local";
+    address: string;
+    userIds: UserId[];
+    via: "mailbox" | "alias" | "plus" | "catchall" | "list";
+  }
+  | { kind: "public"; address: string; folderId: FolderId }
+  | { kind: "remote"; address: string; domain: string }
+  | { kind: "unknown"; address: string };
+
+export interface FolderInfo {
+  folderId: FolderId;
+  /** Full hierarchical name with "/" as separator; "INBOX" for the inbox. */
+  name: string;
+  specialUse: "\\Sent" | "\\Drafts" | "\\Trash" | "\\Junk" | "\\Archive" | null;
+  uidValidity: number;
+  uidNext: number;
+  highestModseq: number;
+  messages: number;
+  unseen: number;
+  subscribed: boolean;
+}
+
+export interface MessageSummary {
+  messageId: MessageId;
+  uid: number;
+  /** Exact byte count of what `message.read` streams (prefix + body). */
+  size: number;
+  flags: string[];
+  internalDate: number; // ms since epoch
+  modseq: number;
+  /** Stable across sessions and restarts: used as POP3 UIDL. */
+  uniqueId: string;
+}
+
+export interface MailboxLock {
+  lockId: string;
+  folder: FolderInfo;
+  messages: MessageSummary[];
+}
+
+/** A change pushed to subscribers (IMAP IDLE, NNTP, webmail). */
+export interface MailboxEvent {
+  folderId: FolderId;
+  userId: UserId | null; // null for public folders
+  kind: "exists" | "expunge" | "flags" | "folder";
+  uids: number[];
+  modseq: number;
+}
+
+export interface QueueEntry {
+  queueId: number;
+  sender: string;
+  recipient: string;
+  nextHop: string;
+  attempts: number;
+  nextAttemptAt: number;
+  createdAt: number;
+  lastError: string | null;
+  size: number;
+}
+
+// ---------------------------------------------------------------- calls
+
+/** Request/response pairs. Keys are `room.verb`. */
+export interface StoreCalls {
+  // accounts
+  "auth.verify": {
+    req: { username: string; password: string; remoteIp: string; protocol: string };
+    res: AuthResult;
+  };
+  "account.get": { req: { address: string }; res: AccountInfo | null };
+  // categorizer
+  "recipient.resolve": { req: { address: string }; res: Recipient };
+  "domain.isLocal": { req: { domain: string }; res: boolean };
+
+  // delivery: reserve pages, stream the body in, then commit it to every recipient in one
+  // fsynced transaction (single-instance: stored once, reference-counted).
+  "body.begin": { req: { sizeHint?: number }; res: { uploadId: number } };
+  "body.append": { req: { uploadId: number; chunk: Uint8Array }; res: { size: number } };
+  "body.abort": { req: { uploadId: number }; res: null };
+  "delivery.commit": {
+    req: {
+      uploadId: number;
+      sender: string; // "" for the null reverse-path
+      /** Local recipients get the message in their INBOX (or folder), remote ones are queued. */
+      recipients: { address: string; folder?: string; dsnNotify?: string[]; orcpt?: string }[];
+      /** Bytes prepended for local copies only (e.g. "Return-Path: <a@b>\r\n"). */
+      localPrefix?: Uint8Array;
+      envid?: string;
+      ret?: "FULL" | "HDRS";
+    };
+    res: {
+      delivered: { address: string; messageId: MessageId }[];
+      queued: { address: string; queueId: number }[];
+      failed: { address: string; code: StoreErrorCode; reason: string }[];
+    };
+  };
+
+  // folders (POP3 uses INBOX only; IMAP uses the rest)
+  "folder.list": { req: { userId: UserId }; res: FolderInfo[] };
+  "folder.status": { req: { userId: UserId; name: string }; res: FolderInfo };
+  "folder.create": {
+    req: { userId: UserId; name: string; specialUse?: FolderInfo["specialUse"] };
+    res: FolderInfo;
+  };
+  "folder.delete": { req: { userId: UserId; name: string }; res: null };
+  "folder.rename": { req: { userId: UserId; from: string; to: string }; res: null };
+  "folder.subscribe": { req: { userId: UserId; name: string; subscribed: boolean }; res: null };
+
+  // POP3 maildrop (RFC 1939 §8: exclusive access for the session)
+  "mailbox.lock": { req: { userId: UserId; folder: string; owner: string }; res: MailboxLock };
+  "mailbox.unlock": { req: { lockId: string }; res: null };
+  /** Permanently remove messages (POP3 UPDATE state, IMAP EXPUNGE). */
+  "mailbox.expunge": {
+    req: { userId: UserId; folderId: FolderId; uids: number[] };
+    res: { expunged: number[]; modseq: number };
+  };
+
+  "message.list": {
+    req: { userId: UserId; folderId: FolderId; sinceUid?: number };
+    res: MessageSummary[];
+  };
+  "message.setFlags": {
+    req: {
+      userId: UserId;
+      folderId: FolderId;
+      uids: number[];
+      mode: "add" | "remove" | "replace";
+      flags: string[];
+      unchangedSince?: number;
+    };
+    res: { modseq: number; updated: number[]; failed: number[] };
+  };
+  "message.copy": {
+    req: {
+      userId: UserId;
+      fromFolderId: FolderId;
+      uids: number[];
+      toFolder: string;
+      move: boolean;
+    };
+    res: { uidValidity: number; mapping: [number, number][] };
+  };
+  "message.search": { req: { userId: UserId; folderId: FolderId; text: string }; res: number[] };
+
+  // the SMTP queue (transport worker)
+  "queue.due": { req: { now: number; limit: number }; res: QueueEntry[] };
+  "queue.done": { req: { queueId: number }; res: null };
+  "queue.defer": { req: { queueId: number; error: string; nextAttemptAt: number }; res: null };
+  "queue.fail": { req: { queueId: number; error: string }; res: null };
+  "queue.list": { req: Record<string, never>; res: QueueEntry[] };
+
+  // health
+  "store.stats": {
+    req: Record<string, never>;
+    res: { messages: number; bodies: number; pageFileBytes: number; freePages: number };
+  };
+}
+
+/** Streaming reads: the result arrives as a sequence of byte chunks, bounded in size. */
+export interface StoreStreams {
+  /** The message as stored: local prefix then body, byte-exact. */
+  "message.read": { req: { userId: UserId; messageId: MessageId } };
+  /** The body of a queued message, for the outbound SMTP client. */
+  "queue.read": { req: { queueId: number } };
+}
+
+export type CallName = keyof StoreCalls;
+export type CallReq<M extends CallName> = StoreCalls[M]["req"];
+export type CallRes<M extends CallName> = StoreCalls[M]["res"];
+export type StreamName = keyof StoreStreams;
+export type StreamReq<M extends StreamName> = StoreStreams[M]["req"];
+
+/** Topics the store publishes on. */
+export interface StoreTopics {
+  mailbox: MailboxEvent;
+  queue: { queueId: number };
+}

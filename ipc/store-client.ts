@@ -1,0 +1,90 @@
+// The two faces of the store contract: `StoreClient`, what an engine holds, and `StoreService`,
+// what store/ implements. `createDirectStoreClient` joins them in one thread (CLI, unit tests,
+// embedding); the ring transport in this folder joins them across workers.
+import {
+  type CallName,
+  type CallReq,
+  type CallRes,
+  StoreError,
+  type StoreTopics,
+  type StreamName,
+  type StreamReq,
+} from "./store-api.ts";
+
+export interface StoreClient {
+  call<M extends CallName>(method: M, req: CallReq<M>): Promise<CallRes<M>>;
+  /** A bounded-chunk stream of bytes; breaking out of the loop cancels it. */
+  stream<M extends StreamName>(method: M, req: StreamReq<M>): AsyncIterable<Uint8Array>;
+  /** Push notifications from the store; returns the unsubscribe function. */
+  subscribe<T extends keyof StoreTopics>(
+    topic: T,
+    listener: (event: StoreTopics[T]) => void,
+  ): () => void;
+}
+
+/** Who is calling: the transport names each peer (worker binding) uniquely. */
+export interface CallContext {
+  peer: string;
+}
+
+export type CallHandlers = {
+  [M in CallName]: (req: CallReq<M>, ctx: CallContext) => Promise<CallRes<M>> | CallRes<M>;
+};
+export type StreamHandlers = {
+  [M in StreamName]: (req: StreamReq<M>, ctx: CallContext) => AsyncIterable<Uint8Array>;
+};
+
+export type Publisher = <T extends keyof StoreTopics>(topic: T, event: StoreTopics[T]) => void;
+
+/** What store/ implements and a transport serves. */
+export interface StoreService {
+  calls: CallHandlers;
+  streams: StreamHandlers;
+  /** A peer went away (worker died, binding closed): release its locks, abort its uploads. */
+  peerGone(peer: string): void;
+  /** The transport hands the service a way to push events to every subscriber. */
+  setPublisher(publish: Publisher): void;
+}
+
+/** An in-thread client over a service: same semantics as the ring, no copies across threads. */
+export function createDirectStoreClient(
+  service: StoreService,
+  peer = "direct",
+): StoreClient & { close(): void } {
+  const listeners = new Map<string, Set<(ev: unknown) => void>>();
+  service.setPublisher((topic, event) => {
+    for (const l of listeners.get(topic) ?? []) {
+      try {
+        l(event);
+      } catch { /* a subscriber's bug must not break the publisher */ }
+    }
+  });
+  const ctx: CallContext = { peer };
+  let closed = false;
+  return {
+    async call(method, req) {
+      if (closed) throw new StoreError("unavailable", "store client closed");
+      const handler = service.calls[method] as (r: typeof req, c: CallContext) => unknown;
+      return await handler(req, ctx) as never;
+    },
+    stream(method, req) {
+      if (closed) throw new StoreError("unavailable", "store client closed");
+      const handler = service.streams[method] as (
+        r: typeof req,
+        c: CallContext,
+      ) => AsyncIterable<Uint8Array>;
+      return handler(req, ctx);
+    },
+    subscribe(topic, listener) {
+      let set = listeners.get(topic);
+      if (!set) listeners.set(topic, set = new Set());
+      set.add(listener as (ev: unknown) => void);
+      return () => set.delete(listener as (ev: unknown) => void);
+    },
+    close() {
+      if (closed) return;
+      closed = true;
+      service.peerGone(peer);
+    },
+  };
+}
