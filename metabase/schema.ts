@@ -62,12 +62,18 @@ export const SmtpRoute = z.strictObject({
   host: z.string().min(1),
   port: port.default(25),
   tls: z.enum(["none", "opportunistic", "required"]).default("opportunistic"),
+  verifyCertificate: z.boolean().default(false).describe(
+    "Refuse a TLS certificate that does not verify (otherwise it is accepted and logged)",
+  ),
 });
 
 export const Smarthost = z.strictObject({
   host: z.string().min(1),
   port: port.default(587),
   tls: z.enum(["none", "opportunistic", "required", "implicit"]).default("required"),
+  verifyCertificate: z.boolean().default(false).describe(
+    "Refuse a TLS certificate that does not verify (otherwise it is accepted and logged)",
+  ),
   username: z.string().nullable().default(null),
   passwordFile: z.string().nullable().default(null).describe(
     "File holding the password (never inline)",
@@ -84,11 +90,39 @@ export const SmtpSection = z.strictObject({
     retryMaxSeconds: z.number().positive().default(3600),
     concurrency: z.number().int().positive().default(8),
     connectTimeoutSeconds: seconds(30),
+    pollSeconds: seconds(30).describe("How often the queue runner looks for due entries"),
+    batchSize: z.number().int().positive().default(200).describe("Due entries fetched per look"),
+    recipientsPerTransaction: z.number().int().positive().default(50).describe(
+      "RCPT commands in one outbound SMTP transaction",
+    ),
+    dnsTimeoutSeconds: seconds(10),
+    dnsTries: z.number().int().positive().default(2),
+    bounceHeadersMaxBytes: z.number().int().min(1024).default(256 * 1024).describe(
+      "Most header bytes returned in a DSN with RET=HDRS (and in delay notices)",
+    ),
+  }).prefault({}),
+  client: z.strictObject({
+    // RFC 5321 §4.5.3.2: the minimum timeouts an SMTP client should wait per stage.
+    greetingTimeoutSeconds: seconds(300), // §4.5.3.2.1
+    mailTimeoutSeconds: seconds(300), // §4.5.3.2.2 (also EHLO, STARTTLS, AUTH, RSET, QUIT)
+    rcptTimeoutSeconds: seconds(300), // §4.5.3.2.3
+    dataInitTimeoutSeconds: seconds(120), // §4.5.3.2.4
+    dataBlockTimeoutSeconds: seconds(180), // §4.5.3.2.5 (each write, each BDAT reply)
+    dataTermTimeoutSeconds: seconds(600), // §4.5.3.2.6
+    replyLineBytes: z.number().int().min(512).default(4096).describe(
+      "Longest reply line accepted from a server (RFC 5321 §4.5.3.1.5 says 512)",
+    ),
+    replyLines: z.number().int().positive().default(100).describe(
+      "Most lines in one multi-line reply",
+    ),
   }).prefault({}),
   routes: z.array(SmtpRoute).default([]).describe("Static routes; tried before MX lookup"),
   smarthost: Smarthost.nullable().default(null),
   maxHops: z.number().int().positive().default(50).describe(
     "Received: headers before a loop is declared",
+  ),
+  maxBadCommands: z.number().int().positive().default(20).describe(
+    "Error replies (4xx/5xx) in one SMTP session before the client is disconnected",
   ),
 });
 
@@ -159,6 +193,9 @@ export const Metabase = z.strictObject({
     maxConnections: z.number().int().positive().default(2000).describe("Per engine worker"),
     pipelineDepth: z.number().int().positive().default(100).describe(
       "Commands buffered before reading stops",
+    ),
+    connectionBufferBytes: z.number().int().min(16 * 1024).default(256 * 1024).describe(
+      "Bytes buffered per connection in each direction before backpressure applies",
     ),
   }).prefault({}),
   supervisor: z.strictObject({

@@ -1,0 +1,173 @@
+// Worker entry that hosts one protocol engine (or the transport's queue runner). It owns the
+// worker's lifecycle: the store binding, the listeners of its engine (diffed on hot reload so a
+// changed listener restarts alone), clean shutdown, and reporting to the supervisor.
+/// <reference lib="webworker" />
+import { attachStoreClient } from "../ipc/mod.ts";
+import { forwardingLogger, type Logger } from "../log/mod.ts";
+import type { Listener, Metabase, SmtpConnector } from "../metabase/schema.ts";
+import type {
+  BoundListener,
+  EngineContext,
+  ProtocolEngine,
+  TlsMaterial,
+} from "../protocols/engine.ts";
+import { engineModule, listenersOf } from "./engines.ts";
+import type { BoundInfo, FromWorker, ToWorker } from "./messages.ts";
+import { StoreProxy } from "./store-proxy.ts";
+
+declare const self: Worker;
+
+const post = (msg: FromWorker) => self.postMessage(msg);
+const store = new StoreProxy();
+let log: Logger = forwardingLogger("engine", (m) => post(m as FromWorker));
+let metabase: Metabase;
+let tls: TlsMaterial | null = null;
+let ctx: EngineContext;
+let engine: ProtocolEngine<Listener | SmtpConnector> | null = null;
+let background: { stop(): Promise<void> } | null = null;
+let testHooks = false;
+
+/** Listeners bound by this worker, by name, with the config they were bound with. */
+const bound = new Map<string, { config: string; listener: BoundListener; info: BoundInfo }>();
+
+// A rejection nobody awaited is a bug in one session; log it loudly and keep serving the rest.
+self.addEventListener("unhandledrejection", (event) => {
+  const ev = event as Event & { reason: unknown };
+  ev.preventDefault();
+  log.error("worker.unhandled_rejection", {
+    error: ev.reason instanceof Error ? ev.reason : String(ev.reason),
+  });
+});
+
+self.onmessage = (ev: MessageEvent<ToWorker>) => {
+  const msg = ev.data;
+  handle(msg).catch((err) => {
+    log.error("worker.control_failed", { type: msg.type, error: err });
+    if (msg.type === "init") {
+      post({ type: "failed", error: String((err as Error)?.message ?? err) });
+    }
+  });
+};
+
+async function handle(msg: ToWorker): Promise<void> {
+  switch (msg.type) {
+    case "init": {
+      metabase = msg.metabase;
+      tls = msg.tls;
+      testHooks = msg.testHooks;
+      log = forwardingLogger(msg.role, (m) => post(m as FromWorker), metabase.logging.level)
+        .child(String(msg.workerIndex));
+      engine = engineModule(msg.role);
+      ctx = {
+        config: () => metabase,
+        tls: () => {
+          if (!tls) throw new Error("no TLS certificate loaded");
+          return tls;
+        },
+        store,
+        log,
+        workerIndex: msg.workerIndex,
+      };
+      if (!engine) throw new Error(`engine ${msg.role} is not part of this build`);
+      if (engine.start) background = await engine.start(ctx);
+      post({ type: "started", listeners: await syncListeners() });
+      return;
+    }
+    case "bind":
+      store.attach(attachStoreClient(msg.descriptor as never));
+      return;
+    case "reload": {
+      metabase = msg.metabase;
+      tls = msg.tls;
+      post({ type: "listeners", listeners: await syncListeners() });
+      return;
+    }
+    case "stop": {
+      await Promise.allSettled([...bound.values()].map((b) => b.listener.close(msg.graceMs)));
+      bound.clear();
+      await background?.stop();
+      store.detach();
+      post({ type: "stopped" });
+      return;
+    }
+    case "test.crash":
+      if (testHooks) {
+        setTimeout(() => {
+          throw new Error("test crash requested by the supervisor");
+        }, 0);
+      }
+      return;
+    case "serve":
+      return; // only the store worker serves bindings
+  }
+}
+
+/** Brings the bound listeners in line with the metabase; returns the state of each. */
+async function syncListeners(): Promise<BoundInfo[]> {
+  if (!engine) return [];
+  const wanted = new Map<string, Listener | SmtpConnector>();
+  for (const l of listenersOf(metabase, ctx.workerIndex, engine.name)) {
+    if (l.state === "started") wanted.set(l.name, l);
+  }
+  // Close listeners that went away or changed; their open sessions finish in the background.
+  for (const [name, b] of bound) {
+    const next = wanted.get(name);
+    if (!next || JSON.stringify(next) !== b.config) {
+      bound.delete(name);
+      void b.listener.close(metabase.supervisor.shutdownGraceSeconds * 1000);
+      log.info("listener.closed", { listener: name, reason: next ? "changed" : "removed" });
+    }
+  }
+  for (const [name, l] of wanted) {
+    if (bound.has(name)) continue;
+    const config = JSON.stringify(l);
+    try {
+      const listener = await listenWithRetry(l);
+      const info = { name, bind: l.bind, port: l.port, boundPort: listener.port, error: null };
+      bound.set(name, { config, listener, info });
+      log.info("listener.bound", {
+        listener: name,
+        address: `${l.bind}:${listener.port}`,
+        tls: l.tls,
+      });
+    } catch (err) {
+      log.error("listener.bind_failed", {
+        listener: name,
+        address: `${l.bind}:${l.port}`,
+        error: err as Error,
+      });
+      // Reported, not fatal: the other listeners of this engine keep serving.
+      bound.delete(name);
+      wantedErrors.set(name, String((err as Error).message ?? err));
+    }
+  }
+  const out: BoundInfo[] = [];
+  for (const [name, l] of wanted) {
+    const b = bound.get(name);
+    out.push(
+      b ? b.info : {
+        name,
+        bind: l.bind,
+        port: l.port,
+        boundPort: null,
+        error: wantedErrors.get(name) ?? "not bound",
+      },
+    );
+  }
+  wantedErrors.clear();
+  return out;
+}
+const wantedErrors = new Map<string, string>();
+
+/** A listener re-bound on the same port right after its old socket closed may race the kernel. */
+async function listenWithRetry(l: Listener | SmtpConnector): Promise<BoundListener> {
+  for (let attempt = 0;; attempt++) {
+    try {
+      return await engine!.listen(l, ctx);
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (attempt >= 5 || code !== "EADDRINUSE") throw err;
+      await Bun.sleep(50 * (attempt + 1));
+    }
+  }
+}
