@@ -5,6 +5,16 @@ import { type Command, err, out, UsageError } from "./common.ts";
 import { check, domain, init, listener, metabaseCmd } from "./config.ts";
 import { serve } from "./serve.ts";
 import { status } from "./status.ts";
+import {
+  alias,
+  backup,
+  exportCmd,
+  importCmd,
+  queue,
+  restore,
+  storeCmd,
+  user,
+} from "./store-commands.ts";
 
 const version: Command = {
   name: "version",
@@ -23,6 +33,14 @@ export const COMMANDS: Command[] = [
   status,
   listener,
   domain,
+  user,
+  alias,
+  queue,
+  storeCmd,
+  backup,
+  restore,
+  importCmd,
+  exportCmd,
   metabaseCmd,
   version,
 ];

@@ -60,6 +60,8 @@ export type Recipient =
     address: string;
     userIds: UserId[];
     via: "mailbox" | "alias" | "plus" | "catchall" | "list";
+    /** Remote addresses an alias or list also forwards to (queued at delivery). */
+    forward?: string[];
   }
   | { kind: "public"; address: string; folderId: FolderId }
   | { kind: "remote"; address: string; domain: string }
@@ -115,6 +117,102 @@ export interface QueueEntry {
   createdAt: number;
   lastError: string | null;
   size: number;
+  // Added for the transport (RFC 3461 DSN, RFC 6152, RFC 6531). Optional so a store that does
+  // not know them yet still type-checks; the transport treats "absent" as "not given".
+  /** RFC 3461 §4.1 NOTIFY for this recipient, upper-case: ["NEVER"] or any of SUCCESS, FAILURE, DELAY. */
+  dsnNotify?: string[] | null;
+  /** RFC 3461 §4.3 RET of the message. */
+  dsnRet?: "FULL" | "HDRS" | null;
+  /** RFC 3461 §4.4 ENVID, xtext-decoded. */
+  envid?: string | null;
+  /** RFC 3461 §4.2 ORCPT as "addr-type;address", xtext-decoded. */
+  orcpt?: string | null;
+  /** The single-instance body: entries sharing body and sender go out in one SMTP transaction. */
+  bodyId?: number | null;
+  /** RFC 6152 BODY= declared when the message was received. */
+  bodyType?: "7BIT" | "8BITMIME" | null;
+  /** RFC 6531: the message was received with SMTPUTF8. */
+  smtputf8?: boolean;
+  /** A delay DSN was sent for this entry (set by `queue.delayNotified`); at most one is sent. */
+  delayNotified?: boolean;
+}
+
+// ---------------------------------------------------------------- parsed messages
+
+/** RFC 3501 §7.4.2 address; group start: mailbox set, host null; group end: all null. */
+export interface EnvelopeAddress {
+  name: string | null;
+  mailbox: string | null;
+  host: string | null;
+}
+
+/** The IMAP ENVELOPE fields (raw header values, not decoded), plus References for NNTP. */
+export interface Envelope {
+  date: string | null;
+  subject: string | null;
+  from: EnvelopeAddress[];
+  sender: EnvelopeAddress[];
+  replyTo: EnvelopeAddress[];
+  to: EnvelopeAddress[];
+  cc: EnvelopeAddress[];
+  bcc: EnvelopeAddress[];
+  inReplyTo: string | null;
+  messageId: string | null;
+  references: string | null;
+}
+
+/** One MIME part, enough for IMAP BODYSTRUCTURE and BODY[section] (offsets in the body). */
+export interface MimePart {
+  type: string; // upper-case: "TEXT"
+  subtype: string; // upper-case: "PLAIN"
+  params: Record<string, string>; // keys lower-case
+  id: string | null;
+  description: string | null;
+  encoding: string; // upper-case: "7BIT", "BASE64"
+  disposition: { type: string; params: Record<string, string> } | null;
+  language: string | null;
+  location: string | null;
+  md5: string | null;
+  /** Byte offsets within the body (without the local prefix): headers, body, end. */
+  headerStart: number;
+  bodyStart: number;
+  end: number;
+  lines: number;
+  children: MimePart[];
+  /** message/rfc822: the encapsulated message. */
+  message: { envelope: Envelope; part: MimePart } | null;
+}
+
+export interface MessageMeta {
+  envelope: Envelope;
+  structure: MimePart;
+  /** Bytes of the local prefix: body offsets + prefixBytes = offsets in `message.read`. */
+  prefixBytes: number;
+  /** The top-level header block of the body, including the blank line. */
+  headerBytes: number;
+  lines: number;
+}
+
+/** RFC 3977 §8.3 overview fields of one article. */
+export interface OverviewEntry {
+  article: number;
+  messageId: MessageId;
+  subject: string;
+  from: string;
+  date: string;
+  msgid: string;
+  references: string;
+  bytes: number;
+  lines: number;
+}
+
+export interface NewsGroup {
+  name: string;
+  folderId: FolderId;
+  low: number;
+  high: number;
+  count: number;
+  postingAllowed: boolean;
 }
 
 // ---------------------------------------------------------------- calls
@@ -146,6 +244,9 @@ export interface StoreCalls {
       localPrefix?: Uint8Array;
       envid?: string;
       ret?: "FULL" | "HDRS";
+      /** RFC 6152 / RFC 6531 parameters of MAIL FROM, kept on queue entries for the relay. */
+      bodyType?: "7BIT" | "8BITMIME";
+      smtputf8?: boolean;
     };
     res: {
       delivered: { address: string; messageId: MessageId }[];
@@ -200,6 +301,46 @@ export interface StoreCalls {
     res: { uidValidity: number; mapping: [number, number][] };
   };
   "message.search": { req: { userId: UserId; folderId: FolderId; text: string }; res: number[] };
+  /** Envelope and MIME structure (parsed once per body, then cached). */
+  "message.meta": { req: { userId: UserId; messageId: MessageId }; res: MessageMeta };
+  /** A message appended by a client (IMAP APPEND): body from an upload, flags, date. */
+  "message.append": {
+    req: {
+      userId: UserId;
+      folderId: FolderId;
+      uploadId: number;
+      flags?: string[];
+      internalDate?: number;
+    };
+    res: { uidValidity: number; uid: number; messageId: MessageId };
+  };
+
+  // public folders (owner-less, shared by IMAP and NNTP) and ACLs (RFC 4314 rights letters)
+  /** Public folders this user (null: anonymous) may look up ("l" right). */
+  "public.list": { req: { userId: UserId | null }; res: FolderInfo[] };
+  "acl.get": { req: { userId: UserId; folderId: FolderId }; res: { identifier: string; rights: string }[] };
+  /** Needs the "a" right; an empty `rights` removes the entry. */
+  "acl.set": { req: { userId: UserId; folderId: FolderId; identifier: string; rights: string }; res: null };
+  "acl.myRights": { req: { userId: UserId | null; folderId: FolderId }; res: string };
+  /** Folders of other users shared with this one (delegate access), as "owner@domain/Folder". */
+  "folder.shared": { req: { userId: UserId }; res: (FolderInfo & { owner: string })[] };
+
+  // news: newsgroups are public folders with article numbers (RFC 3977)
+  "news.groups": { req: { userId: UserId | null }; res: NewsGroup[] };
+  "news.overview": {
+    req: { userId: UserId | null; group: string; from: number; to: number };
+    res: OverviewEntry[];
+  };
+  /** By number in a group, or by message-id across groups; null if absent. */
+  "news.article": {
+    req: { userId: UserId | null; group?: string; article?: number; msgid?: string };
+    res: { messageId: MessageId; group: string; article: number } | null;
+  };
+  /** POST / IHAVE: file an uploaded article into each listed group that exists. */
+  "news.post": {
+    req: { userId: UserId | null; uploadId: number; newsgroups: string[] };
+    res: { posted: { group: string; article: number }[] };
+  };
 
   // the SMTP queue (transport worker)
   "queue.due": { req: { now: number; limit: number }; res: QueueEntry[] };
@@ -207,6 +348,16 @@ export interface StoreCalls {
   "queue.defer": { req: { queueId: number; error: string; nextAttemptAt: number }; res: null };
   "queue.fail": { req: { queueId: number; error: string }; res: null };
   "queue.list": { req: Record<string, never>; res: QueueEntry[] };
+  // Semantics the transport relies on: `queue.due` returns entries with nextAttemptAt <= now,
+  // oldest first; `queue.defer` increments attempts; `queue.done`, `queue.fail` and
+  // `queue.delete` remove the entry (and release its body reference). The transport sends
+  // bounces itself (through delivery.commit) before it calls `queue.fail`.
+  /** Record that the one delay DSN for this entry was sent (QueueEntry.delayNotified). */
+  "queue.delayNotified": { req: { queueId: number }; res: null };
+  /** `posthorn queue retry`: make entries due now and publish on "queue"; returns how many. */
+  "queue.retry": { req: { queueId: number } | { all: true }; res: { count: number } };
+  /** `posthorn queue delete`: drop an entry without a bounce. */
+  "queue.delete": { req: { queueId: number }; res: null };
 
   // health
   "store.stats": {
@@ -218,7 +369,15 @@ export interface StoreCalls {
 /** Streaming reads: the result arrives as a sequence of byte chunks, bounded in size. */
 export interface StoreStreams {
   /** The message as stored: local prefix then body, byte-exact. */
-  "message.read": { req: { userId: UserId; messageId: MessageId } };
+  "message.read": {
+    req: {
+      userId: UserId | null;
+      messageId: MessageId;
+      /** A byte range of what is streamed (IMAP partial fetch, BODY[section]). */
+      offset?: number;
+      length?: number;
+    };
+  };
   /** The body of a queued message, for the outbound SMTP client. */
   "queue.read": { req: { queueId: number } };
 }

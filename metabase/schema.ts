@@ -162,6 +162,9 @@ export const Metabase = z.strictObject({
     failureDelayMs: z.number().int().min(0).default(1000),
     credentialCacheSeconds: z.number().min(0).default(60),
     maxHashesInFlight: z.number().int().positive().default(4),
+    hashWaitMs: z.number().int().positive().default(5000).describe(
+      "How long a login waits for a free hashing slot before a temporary failure",
+    ),
   }).prefault({}),
   domains: z.array(Domain).default([]),
   store: z.strictObject({
@@ -178,6 +181,15 @@ export const Metabase = z.strictObject({
     ),
     quotaBytes: z.number().int().positive().nullable().default(null),
     quotaMessages: z.number().int().positive().nullable().default(null),
+    maxUploads: z.number().int().positive().default(1000).describe(
+      "Messages being received at once, across every engine",
+    ),
+    indexBytes: z.number().int().min(0).default(64 * 1024).describe(
+      "Bytes at the start of each message kept for the full-text index",
+    ),
+    maxPrefixBytes: z.number().int().positive().default(16 * 1024).describe(
+      "Largest per-recipient prefix (Return-Path, Received) added at delivery",
+    ),
   }).prefault({}),
   ipc: z.strictObject({
     heapBytes: z.number().int().min(1 << 20).default(64 * 1024 * 1024),

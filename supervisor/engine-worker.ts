@@ -120,9 +120,11 @@ async function syncListeners(): Promise<BoundInfo[]> {
   }
   for (const [name, l] of wanted) {
     if (bound.has(name)) continue;
-    const config = JSON.stringify(l);
     try {
       const listener = await listenWithRetry(l);
+      // Recorded with the port the kernel chose, so the supervisor pinning a port-0 listener
+      // to that port on the next reload is not mistaken for a change.
+      const config = JSON.stringify(l.port === 0 ? { ...l, port: listener.port } : l);
       const info = { name, bind: l.bind, port: l.port, boundPort: listener.port, error: null };
       bound.set(name, { config, listener, info });
       log.info("listener.bound", {

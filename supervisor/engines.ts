@@ -2,9 +2,16 @@
 // starts whichever engines exist; listeners of an engine not built yet are reported, not bound.
 import type { Listener, Metabase, SmtpConnector } from "../metabase/schema.ts";
 import type { ProtocolEngine } from "../protocols/engine.ts";
+import { pop3Engine } from "../protocols/pop3/mod.ts";
+import { smtpEngine } from "../protocols/smtp/mod.ts";
+import { transportEngine } from "../transport/mod.ts";
 import type { WorkerRole } from "./messages.ts";
 
-const MODULES: Partial<Record<WorkerRole, ProtocolEngine<any>>> = {};
+const MODULES: Partial<Record<WorkerRole, ProtocolEngine<any>>> = {
+  smtp: smtpEngine,
+  pop3: pop3Engine,
+  transport: transportEngine,
+};
 
 export function engineModule(role: WorkerRole): ProtocolEngine<Listener | SmtpConnector> | null {
   return MODULES[role] ?? null;

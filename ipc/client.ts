@@ -1,0 +1,401 @@
+// The engine side of a binding: a StoreClient whose calls, streams and subscriptions travel
+// through the binding's rings and the shared heap, with the same semantics as
+// createDirectStoreClient. Everything pending rejects with "unavailable" the moment the binding
+// dies (store worker gone, or closed); nothing ever waits forever.
+import { type StoreClient } from "./store-client.ts";
+import {
+  type CallName,
+  type CallReq,
+  type CallRes,
+  StoreError,
+  type StoreTopics,
+  type StreamName,
+  type StreamReq,
+} from "./store-api.ts";
+import {
+  type BindingDescriptor,
+  bindingState,
+  type BindingView,
+  CALL,
+  CANCEL,
+  CHUNK,
+  CLOSED_BY_CLIENT,
+  CLOSED_BY_SERVER,
+  closeBinding,
+  CREDIT,
+  END,
+  ERROR,
+  EVENT,
+  isBindingDescriptor,
+  OPEN,
+  RESULT,
+  STREAM_OPEN,
+  SUBSCRIBE,
+  UNSUBSCRIBE,
+  viewBinding,
+} from "./binding.ts";
+import { CLIENT_SIDE, ownerOf, SERVER_SIDE, SharedHeap } from "./heap.ts";
+import { decodeBytes, decodeValue, encodeValue } from "./codec.ts";
+import { ringDoorbell } from "./doorbell.ts";
+import { type Endpoint, type Pump, pumpFor } from "./pump.ts";
+import { errorFromWire } from "./errors.ts";
+import type { RingEntry } from "./ring.ts";
+
+export type AttachedStoreClient = StoreClient & {
+  /** Closes the binding: pending calls reject, the store releases this peer's locks. */
+  close(): void;
+  /** True once closed or once the binding died. */
+  readonly closed: boolean;
+};
+
+/** Worker side: a StoreClient over the client descriptor the supervisor posted. */
+export function attachStoreClient(desc: BindingDescriptor): AttachedStoreClient {
+  if (!isBindingDescriptor(desc) || desc.side !== "client") {
+    throw new TypeError("attachStoreClient needs the client descriptor of a binding");
+  }
+  return new RingStoreClient(desc);
+}
+
+interface Pending {
+  resolve(value: unknown): void;
+  reject(err: unknown): void;
+}
+
+class RingStoreClient implements AttachedStoreClient, Endpoint {
+  readonly #heap: SharedHeap;
+  readonly #view: BindingView;
+  readonly #peerBell: Int32Array;
+  readonly #pump: Pump;
+  readonly #own: number; // owner word of blocks this side allocates
+  readonly #theirs: number; // owner word of blocks the server allocates
+  readonly #window: number;
+  readonly #pending = new Map<number, Pending>();
+  readonly #streams = new Map<number, ClientStream>();
+  readonly #listeners = new Map<string, Set<(event: never) => void>>();
+  /** Topics the server knows we want; differs from #listeners' keys until synced. */
+  readonly #subscribed = new Set<string>();
+  readonly #outbox: RingEntry[] = [];
+  #nextId = 1;
+  #dead: StoreError | null = null;
+
+  constructor(desc: BindingDescriptor) {
+    this.#heap = new SharedHeap(desc.heap, desc.selfTag);
+    this.#view = viewBinding(desc.binding, desc.ringSlots);
+    this.#peerBell = new Int32Array(desc.peerBell);
+    this.#own = ownerOf(desc.bindingId, CLIENT_SIDE);
+    this.#theirs = ownerOf(desc.bindingId, SERVER_SIDE);
+    this.#window = desc.streamWindow;
+    this.#pump = pumpFor(`${desc.managerId}:${desc.selfTag}`, desc.selfBell);
+    this.#pump.add(this);
+  }
+
+  get closed(): boolean {
+    return this.#dead !== null;
+  }
+
+  call<M extends CallName>(method: M, req: CallReq<M>): Promise<CallRes<M>> {
+    if (this.#dead) return Promise.reject(this.#dead);
+    let handle: number;
+    let length: number;
+    try {
+      ({ handle, length } = encodeValue(this.#heap, this.#own, [method, req]));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const id = this.#newId();
+    return new Promise<CallRes<M>>((resolve, reject) => {
+      this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.send(CALL, id, handle, length);
+      this.#pump.wake();
+    });
+  }
+
+  stream<M extends StreamName>(method: M, req: StreamReq<M>): AsyncIterable<Uint8Array> {
+    if (this.#dead) throw this.#dead;
+    return { [Symbol.asyncIterator]: () => new ClientStream(this, method, req) };
+  }
+
+  subscribe<T extends keyof StoreTopics>(
+    topic: T,
+    listener: (event: StoreTopics[T]) => void,
+  ): () => void {
+    let set = this.#listeners.get(topic);
+    if (!set) this.#listeners.set(topic, set = new Set());
+    const l = listener as (event: never) => void;
+    set.add(l);
+    this.#syncSubscriptions();
+    return () => {
+      set.delete(l);
+      if (set.size === 0 && this.#listeners.get(topic) === set) this.#listeners.delete(topic);
+      this.#syncSubscriptions();
+    };
+  }
+
+  close(): void {
+    if (this.#dead) return;
+    closeBinding(this.#view, CLOSED_BY_CLIENT);
+    ringDoorbell(this.#peerBell);
+    this.#teardown(new StoreError("unavailable", "store client closed"));
+  }
+
+  // ------------------------------------------------------------ pump side
+
+  keepAlive(): boolean {
+    return this.#pending.size > 0 || this.#streams.size > 0;
+  }
+
+  poll(): number {
+    if (this.#dead) return 0;
+    const state = bindingState(this.#view);
+    const n = this.#view.responses.drain(this.#visit);
+    if (this.#view.responses.takeSpaceWanted()) ringDoorbell(this.#peerBell);
+    if (state !== OPEN) {
+      this.#teardown(
+        new StoreError(
+          "unavailable",
+          state === CLOSED_BY_SERVER ? "the store closed this binding" : "the store worker is gone",
+        ),
+      );
+      return n + 1;
+    }
+    if (this.#outbox.length > 0) this.#flush();
+    if (this.#subscriptionsDirty) this.#syncSubscriptions();
+    return n;
+  }
+
+  #visit = (kind: number, id: number, handle: number, length: number): void => {
+    // The block is the server's until we take it; failing means the manager already freed it.
+    if (handle !== 0 && !this.#heap.transfer(handle, this.#theirs, this.#own)) return;
+    try {
+      switch (kind) {
+        case RESULT: {
+          const p = this.#pending.get(id);
+          if (!p) break;
+          this.#pending.delete(id);
+          try {
+            p.resolve(decodeValue(this.#heap, handle, length));
+          } catch (err) {
+            p.reject(err);
+          }
+          break;
+        }
+        case ERROR: {
+          const err = errorFromWire(this.#heap, handle, length);
+          const p = this.#pending.get(id);
+          if (p) {
+            this.#pending.delete(id);
+            p.reject(err);
+          } else {
+            this.#streams.get(id)?.fail(err);
+            this.#streams.delete(id);
+          }
+          break;
+        }
+        case CHUNK: {
+          const s = this.#streams.get(id);
+          if (s) s.deliver(decodeBytes(this.#heap, handle, length));
+          break;
+        }
+        case END:
+          this.#streams.get(id)?.finish();
+          this.#streams.delete(id);
+          break;
+        case EVENT: {
+          const [topic, event] = decodeValue(this.#heap, handle, length) as [string, unknown];
+          for (const l of this.#listeners.get(topic) ?? []) {
+            try {
+              (l as (e: unknown) => void)(event);
+            } catch { /* a subscriber's bug must not break the others */ }
+          }
+          break;
+        }
+      }
+    } finally {
+      if (handle !== 0) this.#heap.free(handle, this.#own);
+    }
+  };
+
+  // ------------------------------------------------------------ sending
+
+  #newId(): number {
+    const id = this.#nextId;
+    this.#nextId = this.#nextId >= 0x7fffffff ? 1 : this.#nextId + 1;
+    return id;
+  }
+
+  /** Queues an entry in order; a full ring keeps it in the outbox (backpressure, no spin). */
+  send(kind: number, id: number, handle: number, length: number): void {
+    const ring = this.#view.requests;
+    if (this.#outbox.length === 0 && ring.push(kind, id, handle, length)) {
+      ringDoorbell(this.#peerBell);
+      return;
+    }
+    this.#outbox.push({ kind, id, handle, length });
+    this.#flush();
+  }
+
+  #flush(): void {
+    const ring = this.#view.requests;
+    let pushed = 0;
+    while (this.#outbox.length > 0) {
+      const e = this.#outbox[0]!;
+      if (!ring.push(e.kind, e.id, e.handle, e.length)) {
+        ring.wantSpace();
+        // The server may have drained between our failed push and the flag: try once more.
+        if (!ring.push(e.kind, e.id, e.handle, e.length)) break;
+      }
+      this.#outbox.shift();
+      pushed++;
+    }
+    if (pushed > 0) ringDoorbell(this.#peerBell);
+  }
+
+  newStreamId(): number {
+    return this.#newId();
+  }
+
+  openStream(s: ClientStream, method: string, req: unknown): void {
+    if (this.#dead) throw this.#dead;
+    const { handle, length } = encodeValue(this.#heap, this.#own, [method, req]);
+    this.#streams.set(s.id, s);
+    this.send(STREAM_OPEN, s.id, handle, length);
+    this.#pump.wake();
+  }
+
+  get window(): number {
+    return this.#window;
+  }
+
+  credit(id: number, chunks: number): void {
+    if (!this.#dead && this.#streams.has(id)) this.send(CREDIT, id, 0, chunks);
+  }
+
+  cancel(id: number): void {
+    if (this.#streams.delete(id) && !this.#dead) this.send(CANCEL, id, 0, 0);
+  }
+
+  #subscriptionsDirty = false;
+
+  #syncSubscriptions(): void {
+    this.#subscriptionsDirty = false;
+    if (this.#dead) return;
+    const changes: [number, string][] = [];
+    for (const topic of this.#listeners.keys()) {
+      if (!this.#subscribed.has(topic)) changes.push([SUBSCRIBE, topic]);
+    }
+    for (const topic of this.#subscribed) {
+      if (!this.#listeners.has(topic)) changes.push([UNSUBSCRIBE, topic]);
+    }
+    for (const [kind, topic] of changes) {
+      try {
+        const { handle, length } = encodeValue(this.#heap, this.#own, topic);
+        this.send(kind, 0, handle, length);
+        if (kind === SUBSCRIBE) this.#subscribed.add(topic);
+        else this.#subscribed.delete(topic);
+      } catch {
+        this.#subscriptionsDirty = true; // heap full: retried on the next poll
+      }
+    }
+  }
+
+  #teardown(reason: StoreError): void {
+    this.#dead = reason;
+    for (const p of this.#pending.values()) p.reject(reason);
+    this.#pending.clear();
+    for (const s of this.#streams.values()) s.fail(reason);
+    this.#streams.clear();
+    // Our blocks that never reached the server: free them (the server may be taking one at
+    // this instant; the owner check lets exactly one of us have it).
+    for (const e of this.#outbox) if (e.handle !== 0) this.#heap.free(e.handle, this.#own);
+    this.#outbox.length = 0;
+    for (const e of this.#view.requests.unconsumed()) {
+      if (e.handle !== 0) this.#heap.free(e.handle, this.#own);
+    }
+    this.#pump.remove(this);
+  }
+}
+
+/** One `stream()` consumption: bounded by the credit window, cancelled by `return()`. */
+class ClientStream implements AsyncIterator<Uint8Array> {
+  readonly id: number;
+  readonly #client: RingStoreClient;
+  readonly #method: string;
+  readonly #req: unknown;
+  #opened = false;
+  #done = false;
+  #error: unknown = null;
+  readonly #queue: Uint8Array[] = [];
+  #consumed = 0;
+  #waiter: Pending | null = null;
+
+  constructor(client: RingStoreClient, method: string, req: unknown) {
+    this.#client = client;
+    this.#method = method;
+    this.#req = req;
+    this.id = client.newStreamId();
+  }
+
+  next(): Promise<IteratorResult<Uint8Array>> {
+    if (!this.#opened) {
+      this.#opened = true;
+      try {
+        this.#client.openStream(this, this.#method, this.#req);
+      } catch (err) {
+        this.#done = true;
+        return Promise.reject(err);
+      }
+    }
+    const chunk = this.#queue.shift();
+    if (chunk) return Promise.resolve(this.#take(chunk));
+    if (this.#error) return Promise.reject(this.#error);
+    if (this.#done) return Promise.resolve({ done: true, value: undefined });
+    return new Promise((resolve, reject) => {
+      this.#waiter = { resolve: resolve as (v: unknown) => void, reject };
+    });
+  }
+
+  return(): Promise<IteratorResult<Uint8Array>> {
+    if (!this.#done) {
+      this.#done = true;
+      this.#queue.length = 0;
+      if (this.#opened) this.#client.cancel(this.id);
+    }
+    return Promise.resolve({ done: true, value: undefined });
+  }
+
+  /** Gives credit back as the consumer takes chunks: half a window at a time. */
+  #take(chunk: Uint8Array): IteratorResult<Uint8Array> {
+    this.#consumed++;
+    if (this.#consumed * 2 >= this.#client.window) {
+      this.#client.credit(this.id, this.#consumed);
+      this.#consumed = 0;
+    }
+    return { done: false, value: chunk };
+  }
+
+  deliver(chunk: Uint8Array): void {
+    if (this.#done) return;
+    const w = this.#waiter;
+    if (w) {
+      this.#waiter = null;
+      w.resolve(this.#take(chunk));
+    } else this.#queue.push(chunk);
+  }
+
+  finish(): void {
+    if (this.#done) return;
+    this.#done = true;
+    const w = this.#waiter;
+    this.#waiter = null;
+    w?.resolve({ done: true, value: undefined });
+  }
+
+  fail(err: unknown): void {
+    if (this.#done && !this.#waiter) return;
+    this.#done = true;
+    this.#error = err;
+    const w = this.#waiter;
+    this.#waiter = null;
+    w?.reject(err);
+  }
+}

@@ -1,0 +1,118 @@
+// The per-thread consumer loop. Every endpoint (client or served binding) living in this thread
+// is polled here: drain every ready entry of every ring, stay hot for a short while after work
+// (polling between event-loop turns, so handlers, sockets and timers keep running), then park
+// on the thread's doorbell with Atomics.waitAsync: the event loop is never blocked.
+import { cancelPark, park, prepareToPark } from "./doorbell.ts";
+
+export interface Endpoint {
+  /** Drains inbound rings and flushes outbound backlogs; returns the work done. */
+  poll(): number;
+  /** True while this endpoint must keep the thread alive (calls pending, serving). */
+  keepAlive(): boolean;
+}
+
+/** How long a consumer stays hot after its last work before parking (µs). Waking a parked
+ * thread costs ~45 µs here, so a hot consumer is what makes back-to-back requests cheap. */
+export const SPIN_MICROS = 100;
+
+const pumps = new Map<string, Pump>();
+
+/** The pump of the thread owning `bell` (one per doorbell key). */
+export function pumpFor(key: string, bell: SharedArrayBuffer): Pump {
+  let p = pumps.get(key);
+  if (!p) pumps.set(key, p = new Pump(key, new Int32Array(bell)));
+  return p;
+}
+
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+export class Pump {
+  readonly #key: string;
+  readonly #bell: Int32Array;
+  readonly #endpoints = new Set<Endpoint>();
+  #running = false;
+  #keepAlive: ReturnType<typeof setInterval> | null = null;
+
+  constructor(key: string, bell: Int32Array) {
+    this.#key = key;
+    this.#bell = bell;
+  }
+
+  add(ep: Endpoint): void {
+    this.#endpoints.add(ep);
+    this.wake();
+  }
+
+  remove(ep: Endpoint): void {
+    this.#endpoints.delete(ep);
+  }
+
+  /** Make sure the loop runs (after new outstanding work, e.g. a call). */
+  wake(): void {
+    this.#holdThread();
+    if (this.#running) return;
+    this.#running = true;
+    void this.#run();
+  }
+
+  #pollAll(): number {
+    let n = 0;
+    for (const ep of this.#endpoints) {
+      try {
+        n += ep.poll();
+      } catch (err) {
+        // An endpoint's bug must not stop the loop every other binding of this thread uses.
+        console.error("ipc: endpoint poll failed", err);
+      }
+    }
+    return n;
+  }
+
+  #holdThread(): void {
+    let alive = false;
+    for (const ep of this.#endpoints) {
+      if (ep.keepAlive()) {
+        alive = true;
+        break;
+      }
+    }
+    // A pending waitAsync does not keep a thread alive; a timer does.
+    if (alive && this.#keepAlive === null) this.#keepAlive = setInterval(() => {}, 1 << 30);
+    else if (!alive && this.#keepAlive !== null) {
+      clearInterval(this.#keepAlive);
+      this.#keepAlive = null;
+    }
+  }
+
+  async #run(): Promise<void> {
+    try {
+      let hotUntil = performance.now() + SPIN_MICROS / 1000;
+      while (this.#endpoints.size > 0) {
+        if (this.#pollAll() > 0) {
+          hotUntil = performance.now() + SPIN_MICROS / 1000;
+          this.#holdThread();
+          await nextTurn();
+          continue;
+        }
+        if (performance.now() < hotUntil) {
+          await nextTurn();
+          continue;
+        }
+        this.#holdThread();
+        const seq = prepareToPark(this.#bell);
+        if (this.#pollAll() > 0) {
+          cancelPark(this.#bell);
+          hotUntil = performance.now() + SPIN_MICROS / 1000;
+          await nextTurn();
+          continue;
+        }
+        await park(this.#bell, seq);
+        hotUntil = performance.now() + SPIN_MICROS / 1000;
+      }
+    } finally {
+      this.#running = false;
+      this.#holdThread();
+      if (this.#endpoints.size === 0) pumps.delete(this.#key);
+    }
+  }
+}

@@ -1,0 +1,372 @@
+// The store side of bindings: serves a StoreService to every bound engine worker. One hub per
+// service fans published events out to each binding that subscribed to the topic. Handlers
+// run on this thread's event loop (they may await an fsync); the pump only moves entries.
+import type { CallContext, StoreService } from "./store-client.ts";
+import { StoreError, type StoreTopics } from "./store-api.ts";
+import {
+  type BindingDescriptor,
+  bindingState,
+  type BindingView,
+  CALL,
+  CANCEL,
+  CHUNK,
+  CLOSED_BY_SERVER,
+  closeBinding,
+  CREDIT,
+  END,
+  ERROR,
+  EVENT,
+  isBindingDescriptor,
+  OPEN,
+  RESULT,
+  STREAM_OPEN,
+  SUBSCRIBE,
+  UNSUBSCRIBE,
+  viewBinding,
+} from "./binding.ts";
+import { CLIENT_SIDE, ownerOf, SERVER_SIDE, SharedHeap } from "./heap.ts";
+import { decodeLeased, decodeValue, encodeBytes, encodeValue } from "./codec.ts";
+import { errorToWire } from "./errors.ts";
+import { ringDoorbell } from "./doorbell.ts";
+import { type Endpoint, type Pump, pumpFor } from "./pump.ts";
+import type { RingEntry } from "./ring.ts";
+
+export interface ServedBindingHandle {
+  /** Closes this binding: the client's pending calls reject, peerGone(peer) runs. */
+  close(): void;
+  readonly peer: string;
+}
+
+/** Store-worker side: serve `service` on one binding. Call once per binding (engine worker). */
+export function serveStore(desc: BindingDescriptor, service: StoreService): ServedBindingHandle {
+  if (!isBindingDescriptor(desc) || desc.side !== "server") {
+    throw new TypeError("serveStore needs the server descriptor of a binding");
+  }
+  const hub = hubFor(service);
+  const binding = new ServedBinding(desc, service, hub);
+  return { close: () => binding.close(), peer: desc.peer };
+}
+
+/** Events dropped because a subscriber stopped reading (its ring and backlog were full). */
+export function droppedEvents(service: StoreService): number {
+  return hubs.get(service)?.dropped ?? 0;
+}
+
+const hubs = new WeakMap<StoreService, Hub>();
+
+function hubFor(service: StoreService): Hub {
+  let hub = hubs.get(service);
+  if (!hub) hubs.set(service, hub = new Hub(service));
+  return hub;
+}
+
+class Hub {
+  readonly bindings = new Set<ServedBinding>();
+  dropped = 0;
+
+  constructor(service: StoreService) {
+    service.setPublisher((topic, event) => this.publish(topic, event));
+  }
+
+  publish<T extends keyof StoreTopics>(topic: T, event: StoreTopics[T]): void {
+    for (const b of this.bindings) if (b.topics.has(topic)) b.sendEvent(topic, event);
+  }
+}
+
+interface ServedStream {
+  credit: number;
+  cancelled: boolean;
+  wake: (() => void) | null;
+}
+
+/** How long a stream chunk waits for heap space before the stream fails with "busy". */
+const CHUNK_ALLOC_TRIES = 200;
+const CHUNK_ALLOC_PAUSE_MS = 5;
+
+class ServedBinding implements Endpoint {
+  readonly topics = new Set<string>();
+  readonly #service: StoreService;
+  readonly #hub: Hub;
+  readonly #heap: SharedHeap;
+  readonly #view: BindingView;
+  readonly #peerBell: Int32Array;
+  readonly #pump: Pump;
+  readonly #own: number;
+  readonly #theirs: number;
+  readonly #ctx: CallContext;
+  readonly #chunkBytes: number;
+  readonly #window: number;
+  readonly #slots: number;
+  readonly #backlog: RingEntry[] = [];
+  readonly #streams = new Map<number, ServedStream>();
+  #closed = false;
+
+  constructor(desc: BindingDescriptor, service: StoreService, hub: Hub) {
+    this.#service = service;
+    this.#hub = hub;
+    this.#heap = new SharedHeap(desc.heap, desc.selfTag);
+    this.#view = viewBinding(desc.binding, desc.ringSlots);
+    this.#peerBell = new Int32Array(desc.peerBell);
+    this.#own = ownerOf(desc.bindingId, SERVER_SIDE);
+    this.#theirs = ownerOf(desc.bindingId, CLIENT_SIDE);
+    this.#ctx = { peer: desc.peer };
+    this.#chunkBytes = desc.chunkBytes;
+    this.#window = desc.streamWindow;
+    this.#slots = desc.ringSlots;
+    this.#pump = pumpFor(`${desc.managerId}:${desc.selfTag}`, desc.selfBell);
+    hub.bindings.add(this);
+    this.#pump.add(this);
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    closeBinding(this.#view, CLOSED_BY_SERVER);
+    ringDoorbell(this.#peerBell);
+    this.#teardown();
+  }
+
+  keepAlive(): boolean {
+    return !this.#closed;
+  }
+
+  poll(): number {
+    if (this.#closed) return 0;
+    if (bindingState(this.#view) !== OPEN) {
+      this.#teardown();
+      return 1;
+    }
+    if (this.#backlog.length > 0) this.#flush();
+    let n = 0;
+    // Replies the client has not taken bound how much more we accept: past a ring's worth, its
+    // requests wait in its own ring (backpressure reaches the engine, memory stays bounded).
+    if (this.#backlog.length < this.#slots) n = this.#view.requests.drain(this.#visit);
+    if (this.#view.requests.takeSpaceWanted()) ringDoorbell(this.#peerBell);
+    return n;
+  }
+
+  #visit = (kind: number, id: number, handle: number, length: number): void => {
+    if (handle !== 0 && !this.#heap.transfer(handle, this.#theirs, this.#own)) return;
+    let payload: unknown;
+    let leased = false;
+    try {
+      if (handle === 0) payload = null;
+      else if (kind === CALL) ({ value: payload, leased } = decodeLeased(this.#heap, handle, length));
+      else payload = decodeValue(this.#heap, handle, length);
+    } catch (err) {
+      if (kind === CALL || kind === STREAM_OPEN) this.#sendError(id, err);
+      leased = false;
+      return;
+    } finally {
+      if (handle !== 0 && !leased) this.#heap.free(handle, this.#own);
+    }
+    switch (kind) {
+      case CALL:
+        this.#call(id, payload, leased ? handle : 0);
+        break;
+      case STREAM_OPEN:
+        void this.#stream(id, payload);
+        break;
+      case CREDIT: {
+        const s = this.#streams.get(id);
+        if (s) {
+          s.credit += length;
+          this.#wakeStream(s);
+        }
+        break;
+      }
+      case CANCEL: {
+        const s = this.#streams.get(id);
+        if (s) {
+          s.cancelled = true;
+          this.#wakeStream(s);
+        }
+        break;
+      }
+      case SUBSCRIBE:
+        if (typeof payload === "string") this.topics.add(payload);
+        break;
+      case UNSUBSCRIBE:
+        if (typeof payload === "string") this.topics.delete(payload);
+        break;
+    }
+  };
+
+  /**
+   * Runs a call handler. Its Uint8Array arguments are views into the request's heap block
+   * (`leasedBlock`, zero-copy), which stays allocated until the handler settles.
+   */
+  #call(id: number, payload: unknown, leasedBlock: number): void {
+    const release = () => {
+      if (leasedBlock !== 0) this.#heap.free(leasedBlock, this.#own);
+    };
+    const [method, req] = Array.isArray(payload) ? payload : [];
+    const handler = typeof method === "string"
+      ? (this.#service.calls as Record<string, unknown>)[method]
+      : undefined;
+    if (typeof handler !== "function") {
+      release();
+      this.#sendError(id, new StoreError("invalid", `unknown store method ${String(method)}`));
+      return;
+    }
+    let result: unknown;
+    try {
+      result = handler(req, this.#ctx);
+    } catch (err) {
+      release();
+      this.#sendError(id, err);
+      return;
+    }
+    if (result && typeof (result as Promise<unknown>).then === "function") {
+      (result as Promise<unknown>).then(
+        (value) => {
+          this.#sendResult(id, value); // first: the result may hold views into the block
+          release();
+        },
+        (err) => {
+          release();
+          this.#sendError(id, err);
+        },
+      );
+    } else {
+      this.#sendResult(id, result);
+      release();
+    }
+  }
+
+  async #stream(id: number, payload: unknown): Promise<void> {
+    const [method, req] = Array.isArray(payload) ? payload : [];
+    const handler = typeof method === "string"
+      ? (this.#service.streams as Record<string, unknown>)[method]
+      : undefined;
+    if (typeof handler !== "function") {
+      this.#sendError(id, new StoreError("invalid", `unknown store stream ${String(method)}`));
+      return;
+    }
+    const s: ServedStream = { credit: this.#window, cancelled: false, wake: null };
+    this.#streams.set(id, s);
+    try {
+      const iterable = handler(req, this.#ctx) as AsyncIterable<Uint8Array>;
+      pieces: for await (const piece of iterable) {
+        for (let off = 0; off < piece.byteLength;) {
+          while (s.credit <= 0 && !s.cancelled) await new Promise<void>((r) => s.wake = r);
+          if (s.cancelled) break pieces; // leaving the loop calls the producer's return()
+          const n = Math.min(this.#chunkBytes, piece.byteLength - off);
+          const handle = await this.#chunkBlock(piece.subarray(off, off + n), s);
+          if (s.cancelled) {
+            if (handle !== 0) this.#heap.free(handle, this.#own);
+            break pieces;
+          }
+          s.credit--;
+          this.#send(CHUNK, id, handle, n);
+          off += n;
+        }
+      }
+      if (!s.cancelled) this.#send(END, id, 0, 0);
+    } catch (err) {
+      if (!s.cancelled) this.#sendError(id, err);
+    } finally {
+      this.#streams.delete(id);
+    }
+  }
+
+  /** A heap block holding `bytes`; waits (briefly, bounded) for space, then fails "busy". */
+  async #chunkBlock(bytes: Uint8Array, s: ServedStream): Promise<number> {
+    for (let i = 0; i < CHUNK_ALLOC_TRIES && !s.cancelled; i++) {
+      const handle = encodeBytes(this.#heap, this.#own, bytes);
+      if (handle !== 0) return handle;
+      await new Promise((r) => setTimeout(r, CHUNK_ALLOC_PAUSE_MS));
+    }
+    if (s.cancelled) return 0;
+    throw new StoreError("busy", "IPC heap full while streaming: try again later");
+  }
+
+  #wakeStream(s: ServedStream): void {
+    const w = s.wake;
+    s.wake = null;
+    w?.();
+  }
+
+  sendEvent(topic: string, event: unknown): void {
+    if (this.#closed) return;
+    // A subscriber that stopped reading loses events rather than growing our memory.
+    if (this.#backlog.length >= this.#slots * 4) {
+      this.#hub.dropped++;
+      return;
+    }
+    let enc;
+    try {
+      enc = encodeValue(this.#heap, this.#own, [topic, event]);
+    } catch {
+      this.#hub.dropped++;
+      return;
+    }
+    this.#send(EVENT, 0, enc.handle, enc.length);
+  }
+
+  #sendResult(id: number, value: unknown): void {
+    if (this.#closed) return;
+    let enc;
+    try {
+      enc = encodeValue(this.#heap, this.#own, value);
+    } catch (err) {
+      this.#sendError(id, err);
+      return;
+    }
+    this.#send(RESULT, id, enc.handle, enc.length);
+  }
+
+  #sendError(id: number, err: unknown): void {
+    if (this.#closed) return;
+    const enc = errorToWire(this.#heap, this.#own, err);
+    this.#send(ERROR, id, enc.handle, enc.length);
+  }
+
+  #send(kind: number, id: number, handle: number, length: number): void {
+    if (this.#closed) {
+      if (handle !== 0) this.#heap.free(handle, this.#own);
+      return;
+    }
+    if (this.#backlog.length === 0 && this.#view.responses.push(kind, id, handle, length)) {
+      ringDoorbell(this.#peerBell);
+      return;
+    }
+    this.#backlog.push({ kind, id, handle, length });
+    this.#flush();
+  }
+
+  #flush(): void {
+    const ring = this.#view.responses;
+    let pushed = 0;
+    while (this.#backlog.length > 0) {
+      const e = this.#backlog[0]!;
+      if (!ring.push(e.kind, e.id, e.handle, e.length)) {
+        ring.wantSpace();
+        if (!ring.push(e.kind, e.id, e.handle, e.length)) break;
+      }
+      this.#backlog.shift();
+      pushed++;
+    }
+    if (pushed > 0) ringDoorbell(this.#peerBell);
+  }
+
+  #teardown(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const s of this.#streams.values()) {
+      s.cancelled = true;
+      this.#wakeStream(s);
+    }
+    for (const e of this.#backlog) if (e.handle !== 0) this.#heap.free(e.handle, this.#own);
+    this.#backlog.length = 0;
+    for (const e of this.#view.responses.unconsumed()) {
+      if (e.handle !== 0) this.#heap.free(e.handle, this.#own);
+    }
+    this.#hub.bindings.delete(this);
+    this.#pump.remove(this);
+    try {
+      this.#service.peerGone(this.#ctx.peer);
+    } catch (err) {
+      console.error("ipc: peerGone failed", err);
+    }
+  }
+}

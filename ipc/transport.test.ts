@@ -1,0 +1,223 @@
+// The ring transport in one thread (client and server are separate pumps with their own
+// doorbells): the same semantics as createDirectStoreClient, plus clean-up and backpressure.
+import { afterEach, describe, expect, test } from "bun:test";
+import { type AttachedStoreClient, attachStoreClient, QueueManager, serveStore } from "./mod.ts";
+import { StoreError } from "./store-api.ts";
+import { createTestService, patternBlock } from "./fixtures/test-service.ts";
+
+const opened: { close(): void }[] = [];
+afterEach(() => {
+  for (const c of opened.splice(0)) c.close();
+});
+
+function setup(opts: Partial<{ ringSlots: number; heapBytes: number; chunkBytes: number }> = {}) {
+  const qm = new QueueManager({
+    heapBytes: opts.heapBytes ?? 4 << 20,
+    ringSlots: opts.ringSlots ?? 64,
+    chunkBytes: opts.chunkBytes ?? 16 * 1024,
+    streamWindowChunks: 4,
+  });
+  const t = createTestService();
+  const connect = (clientId: string): AttachedStoreClient => {
+    const { server, client } = qm.bind("store", clientId);
+    opened.push(serveStore(server, t.service));
+    const c = attachStoreClient(client);
+    opened.push(c);
+    return c;
+  };
+  return { qm, ...t, connect };
+}
+
+async function rejection(p: Promise<unknown>): Promise<StoreError> {
+  try {
+    await p;
+  } catch (e) {
+    return e as StoreError;
+  }
+  throw new Error("expected a rejection");
+}
+
+describe("ring transport, one thread", () => {
+  test("calls, results and peers", async () => {
+    const { connect } = setup();
+    const store = connect("imap-0");
+    const acc = await store.call("account.get", { address: "a@example.com" });
+    expect(acc?.address).toBe("a@example.com");
+    expect(acc?.displayName).toMatch(/^imap-0#\d+$/); // the handler saw this binding's peer
+    expect(await store.call("account.get", { address: "missing@example.com" })).toBeNull();
+    expect(await store.call("domain.isLocal", { domain: "example.com" })).toBe(true);
+    expect(await store.call("domain.isLocal", { domain: "other.org" })).toBe(false);
+  });
+
+  test("errors keep their code; unknown methods are invalid", async () => {
+    const { connect } = setup();
+    const store = connect("pop3-0");
+    const denied = await rejection(store.call("account.get", { address: "denied" }));
+    expect(denied).toBeInstanceOf(StoreError);
+    expect([denied.code, denied.message]).toEqual(["denied", "not yours"]);
+    const boom = await rejection(store.call("account.get", { address: "boom" }));
+    expect([boom.code, boom.message]).toEqual(["internal", "handler exploded"]);
+    const unknown = await rejection(store.call("folder.list" as never, { userId: 1 } as never));
+    expect(unknown.code).toBe("invalid");
+  });
+
+  test("bytes travel both ways through heap blocks", async () => {
+    const { connect, qm } = setup();
+    const store = connect("smtp-0");
+    const chunk = patternBlock(5, 100_000);
+    const res = await store.call("body.append", { uploadId: 1, chunk }) as unknown as {
+      size: number;
+      echo: Uint8Array;
+    };
+    expect(res.size).toBe(100_000);
+    expect(res.echo).toEqual(chunk);
+    expect(qm.stats().heapUsedBytes).toBe(0); // every block was freed by its consumer
+  });
+
+  test("per-binding ordering with several bindings at once", async () => {
+    const { connect, log } = setup({ ringSlots: 16 });
+    const clients = [connect("a"), connect("b"), connect("c")];
+    const all: Promise<unknown>[] = [];
+    for (let i = 0; i < 300; i++) {
+      for (const c of clients) all.push(c.call("queue.done", { queueId: i }));
+    }
+    // 900 calls through rings of 16 slots: the rest waited in the outboxes (backpressure)
+    await Promise.all(all);
+    const byPeer = new Map<string, number[]>();
+    for (const c of log.calls) {
+      if (c.method !== "queue.done") continue;
+      let seqs = byPeer.get(c.peer);
+      if (!seqs) byPeer.set(c.peer, seqs = []);
+      seqs.push(c.seq);
+    }
+    expect(byPeer.size).toBe(3);
+    for (const seqs of byPeer.values()) expect(seqs).toEqual([...Array(300).keys()]);
+  });
+
+  test("results resolve in the order of their calls", async () => {
+    const { connect } = setup();
+    const store = connect("x");
+    const order: number[] = [];
+    await Promise.all(
+      [...Array(50).keys()].map((i) =>
+        store.call("queue.done", { queueId: i }).then(() => order.push(i))
+      ),
+    );
+    expect(order).toEqual([...Array(50).keys()]);
+  });
+
+  test("a stream arrives whole, in bounded chunks, with credit", async () => {
+    const { connect, qm } = setup({ chunkBytes: 8 * 1024 });
+    const store = connect("imap-1");
+    const total = 1_000_000;
+    let offset = 0;
+    let maxUsed = 0;
+    for await (const chunk of store.stream("message.read", { userId: 100_000, messageId: total })) {
+      expect(chunk.byteLength).toBeLessThanOrEqual(8 * 1024);
+      expect(chunk).toEqual(patternBlock(offset, chunk.byteLength));
+      offset += chunk.byteLength;
+      maxUsed = Math.max(maxUsed, qm.stats().heapUsedBytes);
+      await new Promise((r) => setTimeout(r, 0)); // a slow consumer
+    }
+    expect(offset).toBe(total);
+    // window of 4 chunks: the producer never ran ahead of its credit
+    expect(maxUsed).toBeLessThanOrEqual(4 * 8 * 1024);
+  });
+
+  test("breaking out of the loop cancels the producer", async () => {
+    const { connect, log, qm } = setup({ chunkBytes: 4096 });
+    const store = connect("imap-2");
+    let got = 0;
+    for await (const chunk of store.stream("message.read", { userId: 4096, messageId: 10 << 20 })) {
+      got += chunk.byteLength;
+      if (got >= 3 * 4096) break;
+    }
+    for (let i = 0; i < 100 && log.streamsClosed === 0; i++) {
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    expect(log.streamsClosed).toBe(1); // the generator's finally ran: it was told to stop
+    for (let i = 0; i < 100 && qm.stats().heapUsedBytes !== 0; i++) {
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    expect(qm.stats().heapUsedBytes).toBe(0);
+  });
+
+  test("a stream error reaches the consumer after the chunks before it", async () => {
+    const { connect } = setup();
+    const store = connect("smtp-out");
+    const got: number[] = [];
+    const err = await rejection((async () => {
+      for await (const c of store.stream("queue.read", { queueId: 1 })) got.push(...c);
+    })());
+    expect(got).toEqual([1, 2, 3]);
+    expect(err.code).toBe("not_found");
+  });
+
+  test("published events reach every subscribed binding, and only those", async () => {
+    const { connect } = setup();
+    const imap0 = connect("imap-0");
+    const imap1 = connect("imap-1");
+    const smtp = connect("smtp-0");
+    const seen: string[] = [];
+    imap0.subscribe("mailbox", (e) => seen.push(`imap0:${e.uids[0]}`));
+    const off = imap1.subscribe("mailbox", (e) => seen.push(`imap1:${e.uids[0]}`));
+    await imap0.call("domain.isLocal", { domain: "x" }); // subscriptions are ordered before this
+    await imap1.call("domain.isLocal", { domain: "x" });
+    await smtp.call("delivery.commit", { uploadId: 7, sender: "", recipients: [] });
+    await imap0.call("domain.isLocal", { domain: "x" });
+    await imap1.call("domain.isLocal", { domain: "x" });
+    expect(seen.sort()).toEqual(["imap0:7", "imap1:7"]);
+    off();
+    await imap1.call("domain.isLocal", { domain: "x" });
+    await smtp.call("delivery.commit", { uploadId: 8, sender: "", recipients: [] });
+    await imap0.call("domain.isLocal", { domain: "x" });
+    await imap1.call("domain.isLocal", { domain: "x" });
+    expect(seen.sort()).toEqual(["imap0:7", "imap0:8", "imap1:7"]);
+  });
+
+  test("a full heap is a temporary 'busy' on the caller's side", async () => {
+    const { connect, qm } = setup({ heapBytes: 1 << 20 });
+    const store = connect("smtp-1");
+    const hog: number[] = [];
+    for (let h = qm.heap.alloc(4096, 0); h !== 0; h = qm.heap.alloc(4096, 0)) hog.push(h);
+    const err = await rejection(store.call("account.get", { address: "a@example.com" }));
+    expect(err.code).toBe("busy");
+    expect(err.temporary).toBe(true);
+    for (const h of hog) qm.heap.free(h);
+    expect((await store.call("account.get", { address: "a@example.com" }))?.address).toBe(
+      "a@example.com",
+    );
+  });
+
+  test("client close: pending calls reject, the store hears peerGone", async () => {
+    const { connect, log } = setup();
+    const store = connect("pop3-1");
+    const held = store.call("account.get", { address: "hold" });
+    await store.call("domain.isLocal", { domain: "x" }); // the held call has reached the store
+    store.close();
+    const err = await rejection(held);
+    expect(err.code).toBe("unavailable");
+    expect((await rejection(store.call("domain.isLocal", { domain: "x" }))).code).toBe(
+      "unavailable",
+    );
+    for (let i = 0; i < 100 && log.gone.length === 0; i++) await new Promise((r) => setTimeout(r, 1));
+    expect(log.gone).toEqual([expect.stringMatching(/^pop3-1#\d+$/)]);
+  });
+
+  test("the store worker gone: every pending call rejects at once, blocks are freed", async () => {
+    const { connect, qm } = setup();
+    const a = connect("imap-0");
+    const b = connect("imap-1");
+    const held = [
+      a.call("account.get", { address: "hold" }),
+      b.call("account.get", { address: "hold" }),
+    ];
+    await a.call("domain.isLocal", { domain: "x" });
+    await b.call("domain.isLocal", { domain: "x" });
+    qm.workerGone("store");
+    for (const p of held) expect((await rejection(p)).code).toBe("unavailable");
+    expect(a.closed && b.closed).toBe(true);
+    expect(qm.stats().bindings).toBe(0);
+    expect(qm.stats().heapUsedBytes).toBe(0);
+  });
+});

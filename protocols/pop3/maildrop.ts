@@ -1,0 +1,68 @@
+// The locked maildrop as one session sees it (RFC 1939 §5): messages numbered from 1 in the
+// order they were when the lock was taken, deletion marks that only QUIT commits.
+import type { FolderInfo, MailboxLock, MessageSummary } from "../../ipc/store-api.ts";
+
+export type Lookup =
+  | { kind: "ok"; message: MessageSummary }
+  | { kind: "deleted" }
+  | { kind: "missing" };
+
+export class Maildrop {
+  readonly lockId: string;
+  readonly folder: FolderInfo;
+  readonly #messages: MessageSummary[];
+  readonly #deleted: boolean[];
+
+  constructor(lock: MailboxLock) {
+    this.lockId = lock.lockId;
+    this.folder = lock.folder;
+    this.#messages = [...lock.messages].sort((a, b) => a.uid - b.uid);
+    this.#deleted = this.#messages.map(() => false);
+  }
+
+  /** Messages including those marked deleted (message numbers never shift, RFC 1939 §5). */
+  get total(): number {
+    return this.#messages.length;
+  }
+
+  get(n: number): Lookup {
+    const m = this.#messages[n - 1];
+    if (!m || n < 1) return { kind: "missing" };
+    if (this.#deleted[n - 1]) return { kind: "deleted" };
+    return { kind: "ok", message: m };
+  }
+
+  /** STAT: what is left once marked messages are gone. */
+  stat(): { count: number; size: number } {
+    let count = 0;
+    let size = 0;
+    this.#messages.forEach((m, i) => {
+      if (this.#deleted[i]) return;
+      count++;
+      size += m.size;
+    });
+    return { count, size };
+  }
+
+  /** Undeleted messages with their numbers (LIST, UIDL without argument). */
+  *live(): Generator<[number, MessageSummary]> {
+    for (let i = 0; i < this.#messages.length; i++) {
+      if (!this.#deleted[i]) yield [i + 1, this.#messages[i]!];
+    }
+  }
+
+  markDeleted(n: number): boolean {
+    if (this.get(n).kind !== "ok") return false;
+    this.#deleted[n - 1] = true;
+    return true;
+  }
+
+  /** RSET: unmark everything. */
+  reset(): void {
+    this.#deleted.fill(false);
+  }
+
+  deletedUids(): number[] {
+    return this.#messages.filter((_, i) => this.#deleted[i]).map((m) => m.uid);
+  }
+}

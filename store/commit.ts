@@ -1,0 +1,105 @@
+// Group commit: deliveries that arrive while the disk is busy share one fdatasync of the page
+// file and one SQLite transaction (one WAL fsync), each inside its own savepoint so one failing
+// delivery never takes the others down. Nothing resolves before its transaction is durable.
+import type { Core } from "./core.ts";
+
+interface Job {
+  work: () => unknown;
+  /** Undo in-memory effects if the job did not commit (return reserved pages). */
+  cleanup: () => void;
+  resolve: (v: unknown) => void;
+  reject: (e: unknown) => void;
+}
+
+export class Committer {
+  private pending: Job[] = [];
+  private timer: ReturnType<typeof setTimeout> | null = null;
+  private flushing = false;
+  private idleWaiters: (() => void)[] = [];
+  /** Figures for store.stats and the bench: transactions vs jobs. */
+  flushes = 0;
+  jobs = 0;
+
+  constructor(private core: Core) {}
+
+  submit<T>(work: () => T, cleanup: () => void): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.pending.push({ work, cleanup, resolve: resolve as (v: unknown) => void, reject });
+      this.schedule();
+    });
+  }
+
+  private schedule(): void {
+    if (this.flushing || this.timer) return;
+    const ms = this.core.opts.durability === "group" ? this.core.opts.groupCommitMs : 0;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      void this.flush();
+    }, ms);
+  }
+
+  private async flush(): Promise<void> {
+    this.flushing = true;
+    try {
+      while (this.pending.length > 0) {
+        const batch = this.core.opts.durability === "always"
+          ? [this.pending.shift()!]
+          : this.pending.splice(0);
+        await this.runBatch(batch);
+      }
+    } finally {
+      this.flushing = false;
+      for (const w of this.idleWaiters.splice(0)) w();
+    }
+  }
+
+  private async runBatch(batch: Job[]): Promise<void> {
+    // The body pages must be on disk before the rows that point at them.
+    if (this.core.opts.durability !== "off") {
+      try {
+        await this.core.file.datasync();
+      } catch (err) {
+        for (const j of batch) {
+          j.cleanup();
+          j.reject(err);
+        }
+        return;
+      }
+    }
+    const outcomes: ({ ok: true; value: unknown } | { ok: false; error: unknown })[] = [];
+    try {
+      this.core.tx.run(() => {
+        for (const j of batch) {
+          try {
+            outcomes.push({ ok: true, value: this.core.tx.savepoint(j.work) });
+          } catch (error) {
+            outcomes.push({ ok: false, error });
+          }
+        }
+      });
+    } catch (error) {
+      // COMMIT itself failed (disk full, I/O error): nothing in the batch is stored.
+      for (const j of batch) {
+        j.cleanup();
+        j.reject(error);
+      }
+      return;
+    }
+    this.flushes++;
+    this.jobs += batch.length;
+    batch.forEach((j, i) => {
+      const o = outcomes[i]!;
+      if (o.ok) j.resolve(o.value);
+      else {
+        j.cleanup();
+        j.reject(o.error);
+      }
+    });
+  }
+
+  /** Resolves once every submitted job has settled (close, backup). */
+  idle(): Promise<void> {
+    if (!this.flushing && !this.timer && this.pending.length === 0) return Promise.resolve();
+    return new Promise((r) => this.idleWaiters.push(r));
+  }
+}

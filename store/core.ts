@@ -1,0 +1,134 @@
+// The store's shared state: the database, the page file, the allocator and the options. Every
+// other module of store/ is a set of functions over a `Core`; nothing outside store/ sees it.
+import type { Database } from "bun:sqlite";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import type { Publisher } from "../ipc/store-client.ts";
+import type { StoreTopics } from "../ipc/store-api.ts";
+import type { Logger } from "../log/mod.ts";
+import type { Metabase } from "../metabase/schema.ts";
+import { type Durability, openDatabase, Tx } from "./db.ts";
+import { currentOwner, disown, tryOwn } from "./owner.ts";
+import { PageFile } from "./pagefile.ts";
+import { getMeta, setMeta, Space } from "./space.ts";
+
+export interface DomainConfig {
+  name: string;
+  catchAll: string | null;
+}
+
+export interface StoreOptions {
+  dir: string;
+  durability: Durability;
+  groupCommitMs: number;
+  pageBytes: number;
+  quotaBytes: number | null;
+  quotaMessages: number | null;
+  domains: DomainConfig[];
+  auth: Metabase["auth"];
+  log: Logger;
+  /** Bytes per streamed chunk (metabase ipc.chunkBytes). */
+  chunkBytes?: number;
+  /** Uploads in flight at once (metabase store.maxUploads). */
+  maxUploads?: number;
+  /** Bytes of each message kept for the full-text index and header parsing. */
+  indexBytes?: number;
+  /** Largest `localPrefix` accepted (metabase store.maxPrefixBytes). */
+  maxPrefixBytes?: number;
+  /**
+   * "exclusive" (the server): own the directory or fail with in_use; "auto" (the CLI): own it
+   * if free, else open shared (accounts and reads only, no page allocation).
+   */
+  mode?: "exclusive" | "auto";
+  /** argon2id cost for new hashes; Bun's default (64 MiB, t=2) unless set (tests go cheaper). */
+  argon2?: { memoryCost: number; timeCost: number };
+}
+
+export const DB_FILE = "posthorn.db";
+export const PAGE_FILE = "posthorn.stm";
+
+export class Core {
+  readonly db: Database;
+  readonly tx: Tx;
+  readonly file: PageFile;
+  readonly space: Space;
+  readonly log: Logger;
+  readonly owner: boolean;
+  readonly pageBytes: number;
+  readonly chunkBytes: number;
+  readonly maxUploads: number;
+  readonly indexBytes: number;
+  readonly maxPrefixBytes: number;
+  domains = new Map<string, DomainConfig>();
+  private publisher: Publisher | null = null;
+  closed = false;
+
+  constructor(readonly opts: StoreOptions) {
+    mkdirSync(opts.dir, { recursive: true });
+    this.log = opts.log;
+    this.owner = tryOwn(opts.dir);
+    if (!this.owner && (opts.mode ?? "exclusive") === "exclusive") {
+      throw Object.assign(
+        new Error(`store ${opts.dir} is in use by process ${currentOwner(opts.dir)}`),
+        { code: "in_use" },
+      );
+    }
+    try {
+      this.db = openDatabase(join(opts.dir, DB_FILE), opts.durability);
+      this.tx = new Tx(this.db);
+      // The page size is fixed when the store is created; a later metabase change cannot
+      // reinterpret existing page numbers.
+      const stored = getMeta(this.db, "page_bytes");
+      this.pageBytes = stored === null ? opts.pageBytes : Number(stored);
+      if (stored === null) {
+        this.tx.run(() => {
+          setMeta(this.db, "page_bytes", opts.pageBytes);
+          setMeta(this.db, "pages", 0);
+          setMeta(this.db, "store_id", crypto.randomUUID());
+        });
+      } else if (this.pageBytes !== opts.pageBytes) {
+        this.log.warn("store.page_bytes_fixed", {
+          stored: this.pageBytes,
+          configured: opts.pageBytes,
+        });
+      }
+      this.file = new PageFile(join(opts.dir, PAGE_FILE), this.pageBytes);
+      this.space = new Space(this.db, this.tx, this.file, this.owner);
+    } catch (err) {
+      if (this.owner) disown(opts.dir);
+      throw err;
+    }
+    this.chunkBytes = opts.chunkBytes ?? 64 * 1024;
+    this.maxUploads = opts.maxUploads ?? 1000;
+    this.indexBytes = opts.indexBytes ?? 64 * 1024;
+    this.maxPrefixBytes = opts.maxPrefixBytes ?? 16 * 1024;
+    this.setDomains(opts.domains);
+  }
+
+  setDomains(domains: DomainConfig[]): void {
+    this.domains = new Map(domains.map((d) => [d.name.toLowerCase(), d]));
+  }
+
+  setPublisher(p: Publisher): void {
+    this.publisher = p;
+  }
+
+  publish<T extends keyof StoreTopics>(topic: T, event: StoreTopics[T]): void {
+    try {
+      this.publisher?.(topic, event);
+    } catch (err) {
+      this.log.warn("store.publish_failed", { err });
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.file.close();
+    try {
+      this.db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+    } catch { /* another process holds a read snapshot: the WAL stays, still consistent */ }
+    this.db.close();
+    if (this.owner) disown(this.opts.dir);
+  }
+}

@@ -1,0 +1,87 @@
+// Opening the SQLite database (WAL, busy timeout so the CLI and the server can share it),
+// running migrations, and transactions with after-commit hooks: in-memory state (the free
+// list, events) changes only once the rows that justify it are committed.
+import { Database } from "bun:sqlite";
+import { MIGRATIONS } from "./migrations.ts";
+
+export type Durability = "always" | "group" | "off";
+
+export function openDatabase(path: string, durability: Durability): Database {
+  const db = new Database(path, { create: true, strict: true });
+  db.exec("PRAGMA busy_timeout = 10000");
+  db.exec("PRAGMA journal_mode = WAL");
+  // FULL: each commit fsyncs the WAL, so a committed delivery survives power loss.
+  db.exec(`PRAGMA synchronous = ${durability === "off" ? "OFF" : "FULL"}`);
+  db.exec("PRAGMA foreign_keys = OFF");
+  migrate(db);
+  return db;
+}
+
+export function schemaVersion(db: Database): number {
+  return (db.query("PRAGMA user_version").get() as { user_version: number }).user_version;
+}
+
+function migrate(db: Database): void {
+  const current = schemaVersion(db);
+  if (current > MIGRATIONS.length) {
+    throw new Error(
+      `store schema version ${current} is newer than this program (${MIGRATIONS.length})`,
+    );
+  }
+  for (let v = current; v < MIGRATIONS.length; v++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[v]!);
+      db.exec(`PRAGMA user_version = ${v + 1}`);
+    }).immediate();
+  }
+}
+
+/** Transactions whose side effects on memory run only after COMMIT. */
+export class Tx {
+  private frames: (() => void)[][] = [];
+  constructor(readonly db: Database) {}
+
+  get active(): boolean {
+    return this.frames.length > 0;
+  }
+
+  /** Run `fn` after the outermost transaction commits (immediately outside one). */
+  afterCommit(fn: () => void): void {
+    const top = this.frames[this.frames.length - 1];
+    if (top) top.push(fn);
+    else fn();
+  }
+
+  /** A write transaction (BEGIN IMMEDIATE, so a concurrent CLI waits rather than deadlocks). */
+  run<T>(fn: () => T): T {
+    if (this.active) return this.savepoint(fn);
+    this.frames.push([]);
+    let hooks: (() => void)[] = [];
+    try {
+      const result = this.db.transaction(fn).immediate();
+      hooks = this.frames[0]!;
+      return result;
+    } finally {
+      this.frames = [];
+      for (const h of hooks) h();
+    }
+  }
+
+  /** A nested unit that can fail alone (one recipient in a group commit). */
+  savepoint<T>(fn: () => T): T {
+    this.frames.push([]);
+    this.db.exec("SAVEPOINT unit");
+    try {
+      const result = fn();
+      this.db.exec("RELEASE unit");
+      const mine = this.frames.pop()!;
+      this.frames[this.frames.length - 1]!.push(...mine);
+      return result;
+    } catch (err) {
+      this.db.exec("ROLLBACK TO unit");
+      this.db.exec("RELEASE unit");
+      this.frames.pop();
+      throw err;
+    }
+  }
+}

@@ -1,0 +1,206 @@
+// Delivery, reading, listing, locking and expunging through the StoreService contract.
+import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { StoreError } from "../../ipc/store-api.ts";
+import { dec, deliver, enc, type Fixture, fixture, message, readAll } from "./helpers.ts";
+
+let f: Fixture;
+beforeEach(async () => {
+  f = fixture();
+  await f.store.addUser("alice@example.com", "pw-alice");
+  await f.store.addUser("bob@example.com", "pw-bob");
+});
+afterEach(() => f.done());
+
+async function userId(address: string) {
+  return (await f.client.call("account.get", { address }))!.userId;
+}
+
+async function inbox(address: string) {
+  const uid = await userId(address);
+  const st = await f.client.call("folder.status", { userId: uid, name: "INBOX" });
+  return { userId: uid, folderId: st.folderId, folder: st };
+}
+
+describe("delivery", () => {
+  test("a body streamed in chunks reads back byte-exact with the local prefix", async () => {
+    const body = message("hello", "x".repeat(5000));
+    const res = await deliver(f.client, body, ["alice@example.com"], {
+      chunk: 333,
+      prefix: "Return-Path: <s@remote.test>\r\n",
+    });
+    expect(res.failed).toEqual([]);
+    expect(res.delivered).toHaveLength(1);
+    const { userId: uid, folderId } = await inbox("alice@example.com");
+    const list = await f.client.call("message.list", { userId: uid, folderId });
+    expect(list).toHaveLength(1);
+    const bytes = await readAll(
+      f.client.stream("message.read", { userId: uid, messageId: list[0]!.messageId }),
+    );
+    expect(dec(bytes)).toBe("Return-Path: <s@remote.test>\r\n" + body);
+    expect(list[0]!.size).toBe(bytes.length);
+    expect(list[0]!.uniqueId).toMatch(/^[\x21-\x7e]{1,70}$/);
+  });
+
+  test("chunks are bounded by chunkBytes", async () => {
+    const body = enc("y".repeat(200_000));
+    await deliver(f.client, body, ["alice@example.com"], { chunk: 65536 });
+    const { userId: uid, folderId } = await inbox("alice@example.com");
+    const [m] = await f.client.call("message.list", { userId: uid, folderId });
+    let max = 0, total = 0;
+    for await (
+      const c of f.client.stream("message.read", { userId: uid, messageId: m!.messageId })
+    ) {
+      max = Math.max(max, c.length);
+      total += c.length;
+    }
+    expect(total).toBe(200_000);
+    expect(max).toBeLessThanOrEqual(64 * 1024);
+  });
+
+  test("one body for many recipients is stored once (single instance)", async () => {
+    const res = await deliver(f.client, message("multi", "same"), [
+      "alice@example.com",
+      "bob@example.com",
+      "carol@remote.test",
+    ]);
+    expect(res.delivered.map((d) => d.address).sort()).toEqual([
+      "alice@example.com",
+      "bob@example.com",
+    ]);
+    expect(res.queued).toHaveLength(1);
+    const stats = await f.client.call("store.stats", {});
+    expect(stats.bodies).toBe(1);
+    expect(stats.messages).toBe(2);
+    const q = await f.client.call("queue.list", {});
+    expect(q[0]!.nextHop).toBe("remote.test");
+    expect(q[0]!.recipient).toBe("carol@remote.test");
+    expect(dec(await readAll(f.client.stream("queue.read", { queueId: q[0]!.queueId }))))
+      .toBe(message("multi", "same"));
+  });
+
+  test("refcounts: the last reference frees the pages; identical bodies are shared", async () => {
+    const body = message("ref", "z".repeat(3000));
+    await deliver(f.client, body, ["alice@example.com", "bob@example.com"]);
+    await deliver(f.client, body, ["alice@example.com"]); // dedupe by content
+    let stats = await f.client.call("store.stats", {});
+    expect(stats.bodies).toBe(1);
+    const a = await inbox("alice@example.com");
+    const b = await inbox("bob@example.com");
+    const la = await f.client.call("message.list", a);
+    await f.client.call("mailbox.expunge", { ...a, uids: la.map((m) => m.uid) });
+    stats = await f.client.call("store.stats", {});
+    expect(stats.bodies).toBe(1);
+    const freeBefore = stats.freePages;
+    const lb = await f.client.call("message.list", b);
+    await f.client.call("mailbox.expunge", { ...b, uids: lb.map((m) => m.uid) });
+    stats = await f.client.call("store.stats", {});
+    expect(stats.bodies).toBe(0);
+    expect(stats.freePages).toBeGreaterThan(freeBefore);
+    expect((await f.store.verify()).problems).toEqual([]);
+    // freed pages are reused by the next body
+    const pagesBefore = (await f.client.call("store.stats", {})).pageFileBytes;
+    await deliver(f.client, message("again", "w".repeat(3000)), ["bob@example.com"]);
+    expect((await f.client.call("store.stats", {})).pageFileBytes).toBe(pagesBefore);
+    expect((await f.store.verify()).ok).toBe(true);
+  });
+
+  test("unknown local recipients fail, others still succeed", async () => {
+    const res = await deliver(f.client, message("u", "u"), [
+      "nobody@example.com",
+      "alice@example.com",
+    ]);
+    expect(res.failed).toEqual([
+      { address: "nobody@example.com", code: "not_found", reason: "no such user here" },
+    ]);
+    expect(res.delivered).toHaveLength(1);
+  });
+
+  test("an aborted upload returns its pages", async () => {
+    const { uploadId } = await f.client.call("body.begin", {});
+    await f.client.call("body.append", { uploadId, chunk: enc("a".repeat(10_000)) });
+    await f.client.call("body.abort", { uploadId });
+    await expect(f.client.call("body.append", { uploadId, chunk: enc("b") })).rejects.toThrow(
+      StoreError,
+    );
+    expect((await f.store.verify()).ok).toBe(true);
+  });
+
+  test("a reader keeps its body's pages even if the message is expunged meanwhile", async () => {
+    const body = "R".repeat(100_000);
+    await deliver(f.client, body, ["alice@example.com"]);
+    const a = await inbox("alice@example.com");
+    const [m] = await f.client.call("message.list", a);
+    const it = f.client.stream("message.read", { userId: a.userId, messageId: m!.messageId })[
+      Symbol.asyncIterator
+    ]();
+    const first = await it.next();
+    await f.client.call("mailbox.expunge", { ...a, uids: [m!.uid] });
+    await deliver(f.client, "S".repeat(100_000), ["bob@example.com"]); // would reuse the pages
+    let got = dec(first.value as Uint8Array);
+    for (let r = await it.next(); !r.done; r = await it.next()) got += dec(r.value);
+    expect(got).toBe(body);
+    expect((await f.store.verify()).ok).toBe(true);
+  });
+
+  test("message.read refuses another user's message", async () => {
+    await deliver(f.client, "secret", ["alice@example.com"]);
+    const a = await inbox("alice@example.com");
+    const b = await inbox("bob@example.com");
+    const [m] = await f.client.call("message.list", a);
+    await expect(
+      readAll(f.client.stream("message.read", { userId: b.userId, messageId: m!.messageId })),
+    ).rejects.toMatchObject({ code: "not_found" });
+  });
+});
+
+describe("POP3 maildrop", () => {
+  test("a second lock is in_use; unlock and peerGone release", async () => {
+    const a = await inbox("alice@example.com");
+    await deliver(f.client, message("p", "p"), ["alice@example.com"]);
+    const lock = await f.client.call("mailbox.lock", {
+      userId: a.userId,
+      folder: "INBOX",
+      owner: "s1",
+    });
+    expect(lock.messages).toHaveLength(1);
+    await expect(
+      f.client.call("mailbox.lock", { userId: a.userId, folder: "INBOX", owner: "s2" }),
+    ).rejects.toMatchObject({ code: "in_use" });
+    await f.client.call("mailbox.unlock", { lockId: lock.lockId });
+    await f.client.call("mailbox.lock", { userId: a.userId, folder: "INBOX", owner: "s3" });
+    f.store.service.peerGone("test");
+    const again = await f.client.call("mailbox.lock", {
+      userId: a.userId,
+      folder: "INBOX",
+      owner: "s4",
+    });
+    const res = await f.client.call("mailbox.expunge", {
+      userId: a.userId,
+      folderId: again.folder.folderId,
+      uids: [again.messages[0]!.uid],
+    });
+    expect(res.expunged).toEqual([again.messages[0]!.uid]);
+    expect(await f.client.call("message.list", a)).toEqual([]);
+  });
+});
+
+describe("quotas", () => {
+  test("a delivery over the byte or message quota fails with code quota", async () => {
+    f.store.updateUser("alice@example.com", { quotaBytes: 5000, quotaMessages: 2 });
+    expect((await deliver(f.client, "a".repeat(3000), ["alice@example.com"])).delivered)
+      .toHaveLength(1);
+    const over = await deliver(f.client, "b".repeat(3000), [
+      "alice@example.com",
+      "bob@example.com",
+    ]);
+    expect(over.failed).toMatchObject([{ address: "alice@example.com", code: "quota" }]);
+    expect(over.delivered.map((d) => d.address)).toEqual(["bob@example.com"]);
+    await deliver(f.client, "c", ["alice@example.com"]);
+    const third = await deliver(f.client, "d", ["alice@example.com"]);
+    expect(third.failed[0]!.code).toBe("quota");
+    const acct = await f.client.call("account.get", { address: "alice@example.com" });
+    expect(acct!.usedMessages).toBe(2);
+    expect(acct!.usedBytes).toBe(3001);
+    expect((await f.store.verify()).ok).toBe(true);
+  });
+});

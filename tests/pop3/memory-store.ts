@@ -1,0 +1,182 @@
+// A small in-memory StoreService for the POP3 tests: just the calls the POP3 engine makes
+// (auth.verify, mailbox.lock/unlock/expunge, message.list, message.read), with switches to make
+// a call fail the way the real store can (busy, throttled).
+import {
+  type AuthResult,
+  type MessageSummary,
+  StoreError,
+  type StoreErrorCode,
+} from "../../ipc/store-api.ts";
+import type { CallHandlers, StoreService, StreamHandlers } from "../../ipc/store-client.ts";
+
+interface StoredMessage {
+  uid: number;
+  messageId: number;
+  body: Uint8Array;
+  uniqueId: string;
+}
+
+interface User {
+  userId: number;
+  address: string;
+  password: string;
+  nextUid: number;
+  messages: StoredMessage[];
+}
+
+export class MemoryStore {
+  users = new Map<string, User>();
+  locks = new Map<number, string>(); // userId → lockId
+  lockOwners = new Map<string, number>(); // lockId → userId
+  /** Make the next call of a method fail with this code. */
+  failNext = new Map<string, StoreErrorCode>();
+  /** auth.verify answers "throttled" for everyone while set. */
+  throttled = false;
+  /** Chunk size of message.read streams (small values exercise chunk boundaries). */
+  chunkBytes = 64 * 1024;
+  calls: string[] = [];
+  #nextMessageId = 1;
+  #nextLock = 1;
+
+  addUser(address: string, password: string): User {
+    const u: User = {
+      userId: this.users.size + 1,
+      address,
+      password,
+      nextUid: 1,
+      messages: [],
+    };
+    this.users.set(address, u);
+    return u;
+  }
+
+  deliver(address: string, body: string | Uint8Array): StoredMessage {
+    const u = this.users.get(address)!;
+    const m: StoredMessage = {
+      uid: u.nextUid++,
+      messageId: this.#nextMessageId++,
+      body: typeof body === "string" ? new TextEncoder().encode(body) : body,
+      uniqueId: `m${this.#nextMessageId}.${Math.random().toString(36).slice(2, 8)}`,
+    };
+    u.messages.push(m);
+    return m;
+  }
+
+  #user(userId: number): User {
+    for (const u of this.users.values()) if (u.userId === userId) return u;
+    throw new StoreError("not_found", "no such user");
+  }
+
+  #check(method: string): void {
+    this.calls.push(method);
+    const code = this.failNext.get(method);
+    if (code) {
+      this.failNext.delete(method);
+      throw new StoreError(code, `${method} failed (test)`);
+    }
+  }
+
+  #summaries(u: User): MessageSummary[] {
+    return u.messages.map((m) => ({
+      messageId: m.messageId,
+      uid: m.uid,
+      size: m.body.length,
+      flags: [],
+      internalDate: 0,
+      modseq: 1,
+      uniqueId: m.uniqueId,
+    }));
+  }
+
+  async *#read(userId: number, messageId: number): AsyncGenerator<Uint8Array> {
+    this.#check("message.read");
+    const m = this.#user(userId).messages.find((x) => x.messageId === messageId);
+    if (!m) throw new StoreError("not_found", "no such message");
+    for (let i = 0; i < m.body.length; i += this.chunkBytes) {
+      yield m.body.slice(i, i + this.chunkBytes);
+    }
+  }
+
+  service(): StoreService {
+    const unsupported = (name: string) => () => {
+      throw new StoreError("internal", `${name} is not in the test double`);
+    };
+    const calls: Partial<CallHandlers> = {
+      "auth.verify": (req): AuthResult => {
+        this.#check("auth.verify");
+        if (this.throttled) return { ok: false, reason: "throttled" };
+        const u = this.users.get(req.username);
+        if (!u || u.password !== req.password) return { ok: false, reason: "bad_credentials" };
+        return {
+          ok: true,
+          account: {
+            userId: u.userId,
+            address: u.address,
+            displayName: "",
+            quotaBytes: null,
+            quotaMessages: null,
+            usedBytes: 0,
+            usedMessages: u.messages.length,
+          },
+        };
+      },
+      "mailbox.lock": (req) => {
+        this.#check("mailbox.lock");
+        if (this.locks.has(req.userId)) throw new StoreError("in_use", "maildrop locked");
+        const u = this.#user(req.userId);
+        const lockId = `lock-${this.#nextLock++}`;
+        this.locks.set(req.userId, lockId);
+        this.lockOwners.set(lockId, req.userId);
+        return {
+          lockId,
+          folder: {
+            folderId: u.userId * 100,
+            name: "INBOX",
+            specialUse: null,
+            uidValidity: 1,
+            uidNext: u.nextUid,
+            highestModseq: 1,
+            messages: u.messages.length,
+            unseen: 0,
+            subscribed: true,
+          },
+          messages: this.#summaries(u),
+        };
+      },
+      "mailbox.unlock": (req) => {
+        this.#check("mailbox.unlock");
+        const userId = this.lockOwners.get(req.lockId);
+        if (userId !== undefined) {
+          this.lockOwners.delete(req.lockId);
+          this.locks.delete(userId);
+        }
+        return null;
+      },
+      "mailbox.expunge": (req) => {
+        this.#check("mailbox.expunge");
+        const u = this.#user(req.userId);
+        const gone = new Set(req.uids);
+        const expunged = u.messages.filter((m) => gone.has(m.uid)).map((m) => m.uid);
+        u.messages = u.messages.filter((m) => !gone.has(m.uid));
+        return { expunged, modseq: 2 };
+      },
+      "message.list": (req) => {
+        this.#check("message.list");
+        return this.#summaries(this.#user(req.userId));
+      },
+    };
+    const streams: Partial<StreamHandlers> = {
+      "message.read": (req) => this.#read(req.userId ?? 0, req.messageId),
+    };
+    return {
+      calls: new Proxy(calls, {
+        get: (t, k: string) => t[k as keyof CallHandlers] ?? unsupported(k),
+      }) as CallHandlers,
+      streams: new Proxy(streams, {
+        get: (t, k: string) => t[k as keyof StreamHandlers] ?? unsupported(k),
+      }) as StreamHandlers,
+      peerGone: () => {},
+      setPublisher: () => {},
+    };
+  }
+}

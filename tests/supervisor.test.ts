@@ -1,0 +1,204 @@
+// The supervisor end to end: ready with every built engine bound, hot reload of a valid and an
+// invalid edit, a stopped listener that stays stopped across a restart, a crashed worker
+// restarted while the others serve, and a clean shutdown.
+import { afterAll, describe, expect, test } from "bun:test";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { connect } from "node:net";
+import { join } from "node:path";
+import { editMetabase } from "../metabase/mod.ts";
+import { startAppliance } from "../mod.ts";
+import { eventually, removeDir, startTestAppliance, tempDir } from "./helpers.ts";
+
+/** Opens a TCP connection and resolves with the server's first line (the greeting). */
+function greeting(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const sock = connect({ host: "127.0.0.1", port }, () => {});
+    let buf = "";
+    sock.setEncoding("latin1");
+    sock.on("data", (d) => {
+      buf += d;
+      const nl = buf.indexOf("\r\n");
+      if (nl >= 0) {
+        sock.destroy();
+        resolve(buf.slice(0, nl));
+      }
+    });
+    sock.on("error", reject);
+    sock.setTimeout(5000, () => {
+      sock.destroy();
+      reject(new Error("no greeting"));
+    });
+  });
+}
+
+const refused = (port: number) => greeting(port).then(() => false, () => true);
+
+const dirs: string[] = [];
+afterAll(() => dirs.forEach(removeDir));
+
+describe("supervisor", () => {
+  test("starts every built engine, reports the rest, writes status; stops cleanly", async () => {
+    const app = await startTestAppliance();
+    dirs.push(app.dir);
+    try {
+      expect(app.ports.mx).toBeGreaterThan(0);
+      expect(app.ports.pop3).toBeGreaterThan(0);
+      expect(await greeting(app.ports.mx!)).toMatch(/^220 /);
+      expect(await greeting(app.ports.pop3!)).toMatch(/^\+OK/);
+      const imap = app.listeners().find((l) => l.name === "imap")!;
+      expect(imap.boundPort).toBeNull();
+      expect(imap.error).toBe("engine not in this build");
+      const status = JSON.parse(readFileSync(join(app.dir, "run", "status.json"), "utf8"));
+      expect(status.running).toBe(true);
+      expect(status.listeners.find((l: any) => l.name === "mx").boundPort).toBe(app.ports.mx);
+      const log = app.supervisor.recentLog.map((r) => r.event);
+      expect(log).toContain("store.started");
+      expect(log).toContain("supervisor.ready");
+    } finally {
+      await app.stop();
+    }
+    expect(await refused(app.ports.mx!)).toBe(true);
+    const events = app.supervisor.recentLog.map((r) => r.event);
+    expect(events).toContain("store.stopped");
+    expect(events).toContain("supervisor.stopped");
+    expect(JSON.parse(readFileSync(join(app.dir, "run", "status.json"), "utf8")).running).toBe(
+      false,
+    );
+    expect(existsSync(join(app.dir, "run", "posthorn.pid"))).toBe(false);
+    // The event log is JSON lines with time, level, component, event.
+    const first = JSON.parse(
+      readFileSync(join(app.dir, "log", "events.jsonl"), "utf8").split("\n")[0]!,
+    );
+    expect(Object.keys(first).slice(0, 4)).toEqual(["time", "level", "component", "event"]);
+  });
+
+  test("hot reload: a changed listener restarts alone; an invalid edit is refused", async () => {
+    const app = await startTestAppliance();
+    dirs.push(app.dir);
+    const file = join(app.dir, "metabase.json");
+    try {
+      // An SMTP session open across the reload keeps working.
+      const smtp = connect({ host: "127.0.0.1", port: app.ports.mx! });
+      let smtpText = "";
+      smtp.setEncoding("latin1");
+      smtp.on("data", (d) => (smtpText += d));
+      await eventually(() => smtpText.startsWith("220"), 5000, "SMTP greeting");
+
+      const oldPop3 = app.ports.pop3!;
+      const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+      const newPort = probe.port;
+      probe.stop(true);
+      editMetabase(file, (raw: any) => {
+        raw.pop3.listeners[0].port = newPort;
+      });
+      await eventually(
+        async () => (await greeting(newPort).catch(() => "")).startsWith("+OK"),
+        10_000,
+        "POP3 on the new port",
+      );
+      expect(await refused(oldPop3)).toBe(true);
+      expect(app.supervisor.recentLog.map((r) => r.event)).toContain("metabase.reloaded");
+
+      smtp.write("NOOP\r\n");
+      await eventually(() => /\r\n250 /.test(smtpText), 5000, "NOOP reply after the reload");
+      smtp.destroy();
+
+      // An invalid edit: logged, refused, and the running listeners stay.
+      writeFileSync(
+        file,
+        readFileSync(file, "utf8").replace(`"port": ${newPort}`, `"port": "not a port"`),
+      );
+      await eventually(
+        () => app.supervisor.recentLog.some((r) => r.event === "metabase.rejected"),
+        10_000,
+        "rejection",
+      );
+      const rejected = app.supervisor.recentLog.find((r) => r.event === "metabase.rejected")!;
+      expect(JSON.stringify(rejected.issues)).toMatch(/pop3\.listeners\[0\]\.port/);
+      expect(await greeting(newPort)).toMatch(/^\+OK/);
+      expect(await greeting(app.ports.mx!)).toMatch(/^220/);
+    } finally {
+      await app.stop();
+    }
+  });
+
+  test("a stopped listener stays stopped after a restart and is warned about", async () => {
+    const dir = tempDir();
+    dirs.push(dir);
+    const first = await startTestAppliance(() => {}, { dir });
+    const pop3 = first.ports.pop3!;
+    editMetabase(join(dir, "metabase.json"), (raw: any) => {
+      raw.pop3.listeners[0].state = "stopped";
+    });
+    await eventually(() => refused(pop3), 10_000, "the listener to stop");
+    await first.stop();
+
+    const logs: string[] = [];
+    const second = startAppliance({
+      metabase: join(dir, "metabase.json"),
+      stderr: "off",
+      onLog: (r) => logs.push(`${r.event} ${r.listener ?? ""}`),
+    });
+    await second.ready;
+    try {
+      expect(logs).toContain("listener.stopped pop3");
+      const l = second.listeners().find((x) => x.name === "pop3")!;
+      expect(l.state).toBe("stopped");
+      expect(l.boundPort).toBeNull();
+      expect(second.ports.pop3).toBeUndefined();
+    } finally {
+      await second.stop();
+    }
+  });
+
+  test("a worker that throws is restarted while the others keep serving", async () => {
+    const app = await startTestAppliance(() => {}, { testHooks: true });
+    dirs.push(app.dir);
+    try {
+      app.supervisor.crashWorker("pop3");
+      await eventually(
+        () => app.supervisor.recentLog.some((r) => r.event === "worker.crashed"),
+        10_000,
+        "crash noticed",
+      );
+      expect(await greeting(app.ports.mx!)).toMatch(/^220/); // SMTP never noticed
+      await eventually(
+        () =>
+          app.supervisor.workers().some((w) =>
+            w.role === "pop3" && w.state === "running" && w.restarts === 1
+          ),
+        10_000,
+        "pop3 restarted",
+      );
+      await eventually(
+        async () => (await greeting(app.ports.pop3!).catch(() => "")).startsWith("+OK"),
+        10_000,
+        "POP3 back",
+      );
+
+      // The store worker too: engines get fresh bindings when it comes back.
+      app.supervisor.crashWorker("store");
+      await eventually(
+        () =>
+          app.supervisor.workers().some((w) =>
+            w.role === "store" && w.state === "running" && w.restarts === 1
+          ),
+        10_000,
+        "store restarted",
+      );
+      await eventually(
+        async () => {
+          try {
+            return (await app.supervisor.store.call("store.stats", {})).messages >= 0;
+          } catch {
+            return false;
+          }
+        },
+        10_000,
+        "store reachable again",
+      );
+    } finally {
+      await app.stop();
+    }
+  });
+});

@@ -1,0 +1,479 @@
+// Owns: the queue runner. It looks for due entries (on a timer, on the store's "queue" topic,
+// after each delivery), groups them per next hop, delivers each group over one connection with
+// at most smtp.queue.concurrency groups at once, and records every outcome in the store: done,
+// deferred with back-off, or failed with a DSN to the sender (RFC 3461/3464) delivered through
+// the store with the null reverse-path.
+import type { CallName, CallReq, QueueEntry } from "../ipc/store-api.ts";
+import { StoreError } from "../ipc/store-api.ts";
+import type { StoreClient } from "../ipc/store-client.ts";
+import type { Logger } from "../log/mod.ts";
+import type { Metabase } from "../metabase/schema.ts";
+import { delayNoticeDue, expired, giveUpAt, nextAttemptAt } from "./backoff.ts";
+import { type DsnAction, type DsnRecipient, headerOnly, notifyAllows, renderDsn } from "./dsn.ts";
+import {
+  dnsResolver,
+  type MxResolver,
+  type PasswordReader,
+  planRoute,
+  readPasswordFile,
+} from "./routing.ts";
+import {
+  clientSettings,
+  type OutboundMessage,
+  type RecipientOutcome,
+  SessionError,
+  SmtpClient,
+} from "./smtp-client.ts";
+
+export interface RunnerOptions {
+  store: StoreClient;
+  config: () => Metabase;
+  log: Logger;
+  /** DNS for MX lookups; default node:dns with the metabase's timeout and tries. */
+  dns?: (mb: Metabase) => MxResolver;
+  readPassword?: PasswordReader;
+  /** The clock (ms since epoch); tests move it to cross lifetimes and delay thresholds. */
+  now?: () => number;
+  /** Port for MX and address hosts (tests); default 25. */
+  smtpPort?: number;
+}
+
+type Outcome = Omit<RecipientOutcome, "address">;
+
+export class QueueRunner {
+  private readonly store: StoreClient;
+  private readonly config: () => Metabase;
+  private readonly log: Logger;
+  private readonly dns: (mb: Metabase) => MxResolver;
+  private readonly readPassword: PasswordReader;
+  private readonly now: () => number;
+  private readonly smtpPort: number;
+  private readonly inFlight = new Set<number>();
+  private readonly active = new Set<Promise<void>>();
+  private readonly abort = new AbortController();
+  private timer: ReturnType<typeof setTimeout> | null = null;
+  private wakeAt = Infinity;
+  private cycling = false;
+  private again = false;
+  private stopped = false;
+
+  constructor(opts: RunnerOptions) {
+    this.store = opts.store;
+    this.config = opts.config;
+    this.log = opts.log;
+    this.dns = opts.dns ?? dnsResolver;
+    this.readPassword = opts.readPassword ?? readPasswordFile;
+    this.now = opts.now ?? Date.now;
+    this.smtpPort = opts.smtpPort ?? 25;
+  }
+
+  start(): void {
+    this.kick();
+  }
+
+  /** Look at the queue now (new mail, `queue retry`, a finished delivery). */
+  kick(): void {
+    if (this.stopped) return;
+    if (this.cycling) {
+      this.again = true;
+      return;
+    }
+    void this.cycle();
+  }
+
+  /** Deliveries in progress are dropped mid-way (their entries stay due and are retried). */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    this.abort.abort();
+    await Promise.allSettled([...this.active]);
+  }
+
+  /** Settles when no delivery is running (tests). */
+  async idle(): Promise<void> {
+    while (this.active.size > 0 || this.cycling) {
+      await Promise.allSettled([...this.active]);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+
+  private async cycle(): Promise<void> {
+    this.cycling = true;
+    try {
+      do {
+        this.again = false;
+        const q = this.config().smtp.queue;
+        if (this.active.size >= q.concurrency) break;
+        let due: QueueEntry[];
+        try {
+          due = await this.store.call("queue.due", { now: this.now(), limit: q.batchSize });
+        } catch (err) {
+          this.log.warn("queue_due_failed", { err });
+          break; // the timer retries; never spin against a failing store
+        }
+        const byHop = new Map<string, QueueEntry[]>();
+        for (const e of due) {
+          if (this.inFlight.has(e.queueId)) continue;
+          const hop = hopOf(e);
+          let list = byHop.get(hop);
+          if (!list) byHop.set(hop, list = []);
+          list.push(e);
+        }
+        for (const [hop, entries] of byHop) {
+          if (this.stopped || this.active.size >= this.config().smtp.queue.concurrency) break;
+          this.launch(hop, entries);
+        }
+      } while (this.again && !this.stopped);
+    } finally {
+      this.cycling = false;
+      this.arm();
+    }
+  }
+
+  private launch(hop: string, entries: QueueEntry[]): void {
+    for (const e of entries) this.inFlight.add(e.queueId);
+    let healthy = true;
+    const task: Promise<void> = this.deliverHop(hop, entries)
+      .catch((err) => {
+        healthy = false;
+        this.log.error("hop_failed", { hop, err });
+      })
+      .finally(() => {
+        for (const e of entries) this.inFlight.delete(e.queueId);
+        this.active.delete(task);
+        // A free slot: take more work, unless the store is failing (then the timer will).
+        if (healthy) this.kick();
+      });
+    this.active.add(task);
+  }
+
+  /** The poll timer, brought forward to the earliest retry this runner scheduled. */
+  private arm(): void {
+    if (this.stopped) return;
+    if (this.timer) clearTimeout(this.timer);
+    const poll = this.config().smtp.queue.pollSeconds * 1000;
+    const delay = Math.max(0, Math.min(poll, this.wakeAt - this.now()));
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.wakeAt = Infinity;
+      this.kick();
+    }, delay);
+  }
+
+  private async deliverHop(hop: string, entries: QueueEntry[]): Promise<void> {
+    const mb = this.config();
+    const log = this.log.child("hop");
+    const results = new Map<number, Outcome>();
+    const plan = await planRoute(hop, mb, this.dns(mb), this.readPassword, this.smtpPort);
+    if (!plan.ok) {
+      log.info("route_failed", { hop, error: plan.error });
+      for (const e of entries) {
+        results.set(e.queueId, {
+          kind: plan.temporary ? "temporary" : "permanent",
+          status: plan.status,
+          diagnostic: plan.error,
+          remoteMta: null,
+          fromServer: false,
+          relayedWithoutDsn: false,
+        });
+      }
+      await this.record(entries, results);
+      return;
+    }
+    let pending = transactions(entries, mb.smtp.queue.recipientsPerTransaction);
+    let lastError: SessionError | null = null;
+    // RFC 5321 §5.1: try each host in turn before giving up for now.
+    for (const candidate of plan.candidates) {
+      if (pending.length === 0 || this.abort.signal.aborted) break;
+      let client: SmtpClient;
+      try {
+        client = await SmtpClient.connect(
+          candidate,
+          clientSettings(mb, this.log.child("smtp"), this.abort.signal),
+        );
+      } catch (err) {
+        lastError = err instanceof SessionError
+          ? err
+          : new SessionError(String(err), true, "4.4.1", null, false);
+        log.info("host_failed", {
+          hop,
+          host: candidate.host,
+          port: candidate.port,
+          error: lastError.message,
+        });
+        continue;
+      }
+      while (pending.length > 0) {
+        const tx = pending[0]!;
+        const outcomes = await client.send(this.message(tx));
+        if (!client.usable) {
+          // The session broke mid-way: this transaction goes to the next host.
+          const first = outcomes[0];
+          lastError = new SessionError(
+            first?.diagnostic ?? "connection lost",
+            true,
+            first?.status ?? "4.4.2",
+            client.remote,
+            false,
+          );
+          break;
+        }
+        tx.forEach((e) => {
+          const o = outcomes.find((x) => x.address === e.recipient);
+          if (o) results.set(e.queueId, o);
+        });
+        pending = pending.slice(1);
+      }
+      await client.quit();
+    }
+    for (const tx of pending) {
+      for (const e of tx) {
+        results.set(e.queueId, {
+          kind: "temporary",
+          status: lastError?.status ?? "4.4.1",
+          diagnostic: lastError?.message ?? "no host could be reached",
+          remoteMta: lastError?.remoteMta ?? null,
+          fromServer: lastError?.fromServer ?? false,
+          relayedWithoutDsn: false,
+        });
+      }
+    }
+    await this.record(entries, results);
+  }
+
+  private message(tx: QueueEntry[]): OutboundMessage {
+    const first = tx[0]!;
+    return {
+      sender: first.sender,
+      recipients: tx.map((e) => ({ address: e.recipient, notify: e.dsnNotify, orcpt: e.orcpt })),
+      size: first.size,
+      envid: first.envid,
+      ret: first.dsnRet,
+      bodyType: first.bodyType,
+      smtputf8: first.smtputf8,
+      body: () => this.store.stream("queue.read", { queueId: first.queueId }),
+    };
+  }
+
+  /** Turn outcomes into queue records and DSNs. */
+  private async record(entries: QueueEntry[], results: Map<number, Outcome>): Promise<void> {
+    const mb = this.config();
+    const now = this.now();
+    const bounces = new DsnBatch();
+    const delays = new DsnBatch();
+    const relays = new DsnBatch();
+    let bookkeepingFailures = 0;
+    const update = async <M extends CallName>(method: M, req: CallReq<M>) => {
+      if (!(await this.safeCall(method, req))) bookkeepingFailures++;
+    };
+    const done: QueueEntry[] = [];
+    const fail: { e: QueueEntry; error: string }[] = [];
+    const defer: { e: QueueEntry; error: string }[] = [];
+    for (const e of entries) {
+      const o = results.get(e.queueId);
+      if (!o) continue;
+      const rcpt = (action: DsnAction, status: string): DsnRecipient => ({
+        address: e.recipient,
+        orcpt: e.orcpt,
+        action,
+        status,
+        diagnostic: o.diagnostic,
+        diagnosticFromServer: o.fromServer,
+        remoteMta: o.remoteMta,
+        lastAttemptAt: now,
+        willRetryUntil: action === "delayed" ? giveUpAt(e.createdAt, mb) : null,
+      });
+      if (o.kind === "sent") {
+        this.log.info("delivered", {
+          queueId: e.queueId,
+          to: e.recipient,
+          remote: o.remoteMta,
+          reply: o.diagnostic,
+        });
+        done.push(e);
+        // RFC 3461 §5.2.2.4 (relayed): the next server cannot report success for us.
+        if (o.relayedWithoutDsn && e.sender !== "") relays.add(e, rcpt("relayed", "2.0.0"));
+        continue;
+      }
+      if (this.abort.signal.aborted) continue; // shutting down: leave it due, untouched
+      const permanent = o.kind === "permanent";
+      const tooOld = !permanent && expired(e.createdAt, now, mb);
+      if (permanent || tooOld) {
+        // RFC 3463 §3.5: X.4.7 "delivery time expired".
+        const status = permanent ? o.status : "5.4.7";
+        const error = tooOld
+          ? `queue lifetime exceeded; last error: ${o.diagnostic}`
+          : o.diagnostic;
+        this.log.warn("failed", { queueId: e.queueId, to: e.recipient, error });
+        fail.push({ e, error });
+        // Never bounce a bounce (RFC 5321 §6.1, §4.5.5); respect NOTIFY (RFC 3461 §4.1).
+        if (e.sender !== "" && notifyAllows(e.dsnNotify, "FAILURE")) {
+          bounces.add(e, {
+            ...rcpt("failed", status),
+            diagnostic: error,
+            diagnosticFromServer: o.fromServer && !tooOld,
+          });
+        }
+        continue;
+      }
+      this.log.info("deferred", { queueId: e.queueId, to: e.recipient, error: o.diagnostic });
+      defer.push({ e, error: o.diagnostic });
+      if (
+        e.sender !== "" && !e.delayNotified && delayNoticeDue(e.createdAt, now, mb) &&
+        notifyAllows(e.dsnNotify, "DELAY")
+      ) delays.add(e, rcpt("delayed", o.status.replace(/^5/, "4")));
+    }
+
+    // Bounces first: the body must still be in the queue to be returned, and a bounce that
+    // cannot be written keeps its entry (deferred), so no failure goes unreported.
+    const unbounced = new Set<number>();
+    for (const group of bounces.groups()) {
+      const ok = await this.sendDsn(group.entries, group.recipients, "failed", mb);
+      if (!ok) group.entries.forEach((e) => unbounced.add(e.queueId));
+    }
+    for (const { e, error } of fail) {
+      if (unbounced.has(e.queueId)) defer.push({ e, error });
+      else await update("queue.fail", { queueId: e.queueId, error });
+    }
+    for (const group of delays.groups()) {
+      if (await this.sendDsn(group.entries, group.recipients, "delayed", mb)) {
+        for (const e of group.entries) {
+          await this.safeCall("queue.delayNotified", { queueId: e.queueId });
+        }
+      }
+    }
+    for (const group of relays.groups()) {
+      await this.sendDsn(group.entries, group.recipients, "relayed", mb);
+    }
+    for (const e of done) await update("queue.done", { queueId: e.queueId });
+    for (const { e, error } of defer) {
+      const at = nextAttemptAt(now, e.attempts, mb);
+      await update("queue.defer", { queueId: e.queueId, error, nextAttemptAt: at });
+      this.wakeAt = Math.min(this.wakeAt, at);
+    }
+    // Entries the store could not update are still due: leave them to the poll timer rather
+    // than looping on them at once.
+    if (bookkeepingFailures > 0) throw new Error(`${bookkeepingFailures} queue updates failed`);
+  }
+
+  /** Write a DSN into the store for the sender; false when the store could not take it. */
+  private async sendDsn(
+    entries: QueueEntry[],
+    recipients: DsnRecipient[],
+    kind: DsnAction,
+    mb: Metabase,
+  ): Promise<boolean> {
+    const first = entries[0]!;
+    const ret = kind === "failed" ? (first.dsnRet ?? "FULL") : "HDRS";
+    const original = (withBody: boolean) =>
+      withBody
+        ? {
+          kind: ret,
+          eightBit: first.bodyType === "8BITMIME" || first.smtputf8 === true,
+          bytes: ret === "FULL"
+            ? this.store.stream("queue.read", { queueId: first.queueId })
+            : headerOnly(
+              this.store.stream("queue.read", { queueId: first.queueId }),
+              mb.smtp.queue.bounceHeadersMaxBytes,
+            ),
+        }
+        : null;
+    for (const withBody of [true, false]) {
+      try {
+        const report = {
+          reportingMta: mb.server.hostname,
+          to: first.sender,
+          envid: first.envid,
+          arrivalDate: first.createdAt,
+          now: this.now(),
+          recipients,
+          original: original(withBody),
+        };
+        await this.commitDsn(report.to, renderDsn(report));
+        this.log.info("dsn_sent", {
+          kind,
+          to: first.sender,
+          recipients: recipients.map((r) => r.address),
+        });
+        return true;
+      } catch (err) {
+        // The body vanished from the queue: report without it rather than not at all.
+        if (withBody && err instanceof StoreError && err.code === "not_found") continue;
+        this.log.error("dsn_failed", { kind, to: first.sender, err });
+        return false;
+      }
+    }
+    return false;
+  }
+
+  private async commitDsn(to: string, bytes: AsyncIterable<Uint8Array>): Promise<void> {
+    const { uploadId } = await this.store.call("body.begin", {});
+    try {
+      for await (const chunk of bytes) await this.store.call("body.append", { uploadId, chunk });
+      // The null reverse-path (RFC 5321 §4.5.5): a DSN is never answered by another DSN.
+      const res = await this.store.call("delivery.commit", {
+        uploadId,
+        sender: "",
+        recipients: [{ address: to }],
+      });
+      for (const f of res.failed) {
+        this.log.warn("dsn_undeliverable", { to: f.address, reason: f.reason });
+      }
+    } catch (err) {
+      await this.store.call("body.abort", { uploadId }).catch(() => {});
+      throw err;
+    }
+  }
+
+  /** Queue bookkeeping; a failure is logged (false) and the entry stays due (retried later). */
+  private async safeCall<M extends CallName>(method: M, req: CallReq<M>): Promise<boolean> {
+    try {
+      await this.store.call(method, req);
+      return true;
+    } catch (err) {
+      this.log.error("queue_update_failed", { method, err });
+      return false;
+    }
+  }
+}
+
+/** The next-hop domain: the entry's, else the recipient's domain. */
+function hopOf(e: QueueEntry): string {
+  if (e.nextHop) return e.nextHop.toLowerCase();
+  const at = e.recipient.lastIndexOf("@");
+  return e.recipient.slice(at + 1).toLowerCase();
+}
+
+/** Entries sharing one body, sender and MAIL parameters ride one transaction (≤ max RCPTs). */
+function transactions(entries: QueueEntry[], max: number): QueueEntry[][] {
+  const groups = new Map<string, QueueEntry[]>();
+  for (const e of entries) {
+    const key = e.bodyId == null
+      ? `q${e.queueId}`
+      : JSON.stringify([e.bodyId, e.sender, e.envid, e.dsnRet, e.bodyType, e.smtputf8]);
+    let g = groups.get(key);
+    if (!g) groups.set(key, g = []);
+    g.push(e);
+  }
+  const out: QueueEntry[][] = [];
+  for (const g of groups.values()) {
+    for (let i = 0; i < g.length; i += max) out.push(g.slice(i, i + max));
+  }
+  return out;
+}
+
+/** DSN recipients grouped per original message, so one message gets one report. */
+class DsnBatch {
+  private readonly map = new Map<string, { entries: QueueEntry[]; recipients: DsnRecipient[] }>();
+  add(e: QueueEntry, r: DsnRecipient): void {
+    const key = e.bodyId == null ? `q${e.queueId}` : `${e.bodyId}\0${e.sender}`;
+    let g = this.map.get(key);
+    if (!g) this.map.set(key, g = { entries: [], recipients: [] });
+    g.entries.push(e);
+    g.recipients.push(r);
+  }
+  groups() {
+    return this.map.values();
+  }
+}
