@@ -6,6 +6,7 @@ export function formatListeners(ls: ListenerStatus[], live = true): string {
     const address = `${l.bind}:${l.boundPort ?? l.port}`;
     let state: string;
     if (l.state === "stopped") state = `*** STOPPED *** (posthorn listener start ${l.name})`;
+    else if (l.error === "engine not in this build") state = "- (engine not in this build yet)";
     else if (!live) state = "started (server not running)";
     else if (l.boundPort !== null) {
       state = `listening${l.workers > 1 ? ` (${l.workers} workers)` : ""}`;

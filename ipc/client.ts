@@ -19,9 +19,9 @@ import {
   CALL,
   CANCEL,
   CHUNK,
+  closeBinding,
   CLOSED_BY_CLIENT,
   CLOSED_BY_SERVER,
-  closeBinding,
   CREDIT,
   END,
   ERROR,
@@ -148,6 +148,8 @@ class RingStoreClient implements AttachedStoreClient, Endpoint {
     if (this.#dead) return 0;
     const state = bindingState(this.#view);
     const n = this.#view.responses.drain(this.#visit);
+    this.#heap.freeMany(this.#toFree, this.#own);
+    this.#toFree.length = 0;
     if (this.#view.responses.takeSpaceWanted()) ringDoorbell(this.#peerBell);
     if (state !== OPEN) {
       this.#teardown(
@@ -211,9 +213,11 @@ class RingStoreClient implements AttachedStoreClient, Endpoint {
         }
       }
     } finally {
-      if (handle !== 0) this.#heap.free(handle, this.#own);
+      if (handle !== 0) this.#toFree.push(handle); // freed in one batch after the drain
     }
   };
+
+  readonly #toFree: number[] = [];
 
   // ------------------------------------------------------------ sending
 

@@ -57,7 +57,13 @@ function layoutFor(units: number): Layout {
   const ownerOffset = CONTROL_BYTES;
   const stateOffset = ownerOffset + units * 4;
   const dataOffset = stateOffset + Math.ceil(units / UNIT_BYTES) * UNIT_BYTES;
-  return { units, ownerOffset, stateOffset, dataOffset, totalBytes: dataOffset + units * UNIT_BYTES };
+  return {
+    units,
+    ownerOffset,
+    stateOffset,
+    dataOffset,
+    totalBytes: dataOffset + units * UNIT_BYTES,
+  };
 }
 
 /** How long an allocation waits for the lock before giving up with "busy" (ms). */
@@ -188,6 +194,21 @@ export class SharedHeap {
     }
   }
 
+  /** Frees several blocks of one owner under one lock (a consumer's batch after a drain). */
+  freeMany(handles: number[], expectedOwner: number): void {
+    if (handles.length === 0) return;
+    if (!this.#lock(LOCK_PATIENCE_MS)) {
+      for (const handle of handles) this.#deferred.push({ handle, owner: expectedOwner });
+      return;
+    }
+    try {
+      this.#retryDeferred();
+      for (const h of handles) this.#freeLocked(h, expectedOwner);
+    } finally {
+      this.#unlock();
+    }
+  }
+
   /**
    * Hands a block from one owner to another, lock-free: the consumer of a ring entry takes the
    * block from the producer's side. Fails if the manager freed it meanwhile (binding died).
@@ -301,7 +322,7 @@ export class SharedHeap {
     const next = this.#words[w]!;
     const prev = this.#words[w + 1]!;
     if (prev === NONE) this.#control[FREE_HEAD + order] = next;
-    else this.#words[((prev * UNIT_BYTES) >> 2)] = next;
+    else this.#words[(prev * UNIT_BYTES) >> 2] = next;
     if (next !== NONE) this.#words[((next * UNIT_BYTES) >> 2) + 1] = prev;
   }
 

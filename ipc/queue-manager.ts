@@ -175,7 +175,9 @@ export class QueueManager {
       const side = ownerSide(owner);
       return (side === SERVER_SIDE && b.serverGone) || (side === CLIENT_SIDE && b.clientGone);
     });
-    for (const [id, b] of this.#bindings) if (b.serverGone && b.clientGone) this.#bindings.delete(id);
+    for (const [id, b] of this.#bindings) {
+      if (b.serverGone && b.clientGone) this.#bindings.delete(id);
+    }
   }
 
   /** Bindings currently open, as [server, client] worker ids. */

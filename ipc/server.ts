@@ -10,8 +10,8 @@ import {
   CALL,
   CANCEL,
   CHUNK,
-  CLOSED_BY_SERVER,
   closeBinding,
+  CLOSED_BY_SERVER,
   CREDIT,
   END,
   ERROR,
@@ -100,6 +100,14 @@ class ServedBinding implements Endpoint {
   readonly #backlog: RingEntry[] = [];
   readonly #streams = new Map<number, ServedStream>();
   #closed = false;
+  /** Inside a drain, blocks to free are batched under one heap lock. */
+  #draining = false;
+  readonly #toFree: number[] = [];
+
+  #release(handle: number): void {
+    if (this.#draining) this.#toFree.push(handle);
+    else this.#heap.free(handle, this.#own);
+  }
 
   constructor(desc: BindingDescriptor, service: StoreService, hub: Hub) {
     this.#service = service;
@@ -139,7 +147,16 @@ class ServedBinding implements Endpoint {
     let n = 0;
     // Replies the client has not taken bound how much more we accept: past a ring's worth, its
     // requests wait in its own ring (backpressure reaches the engine, memory stays bounded).
-    if (this.#backlog.length < this.#slots) n = this.#view.requests.drain(this.#visit);
+    if (this.#backlog.length < this.#slots) {
+      this.#draining = true;
+      try {
+        n = this.#view.requests.drain(this.#visit);
+      } finally {
+        this.#draining = false;
+        this.#heap.freeMany(this.#toFree, this.#own);
+        this.#toFree.length = 0;
+      }
+    }
     if (this.#view.requests.takeSpaceWanted()) ringDoorbell(this.#peerBell);
     return n;
   }
@@ -150,14 +167,15 @@ class ServedBinding implements Endpoint {
     let leased = false;
     try {
       if (handle === 0) payload = null;
-      else if (kind === CALL) ({ value: payload, leased } = decodeLeased(this.#heap, handle, length));
-      else payload = decodeValue(this.#heap, handle, length);
+      else if (kind === CALL) {
+        ({ value: payload, leased } = decodeLeased(this.#heap, handle, length));
+      } else payload = decodeValue(this.#heap, handle, length);
     } catch (err) {
       if (kind === CALL || kind === STREAM_OPEN) this.#sendError(id, err);
       leased = false;
       return;
     } finally {
-      if (handle !== 0 && !leased) this.#heap.free(handle, this.#own);
+      if (handle !== 0 && !leased) this.#release(handle);
     }
     switch (kind) {
       case CALL:
@@ -197,7 +215,7 @@ class ServedBinding implements Endpoint {
    */
   #call(id: number, payload: unknown, leasedBlock: number): void {
     const release = () => {
-      if (leasedBlock !== 0) this.#heap.free(leasedBlock, this.#own);
+      if (leasedBlock !== 0) this.#release(leasedBlock);
     };
     const [method, req] = Array.isArray(payload) ? payload : [];
     const handler = typeof method === "string"

@@ -318,9 +318,15 @@ export interface StoreCalls {
   // public folders (owner-less, shared by IMAP and NNTP) and ACLs (RFC 4314 rights letters)
   /** Public folders this user (null: anonymous) may look up ("l" right). */
   "public.list": { req: { userId: UserId | null }; res: FolderInfo[] };
-  "acl.get": { req: { userId: UserId; folderId: FolderId }; res: { identifier: string; rights: string }[] };
+  "acl.get": {
+    req: { userId: UserId; folderId: FolderId };
+    res: { identifier: string; rights: string }[];
+  };
   /** Needs the "a" right; an empty `rights` removes the entry. */
-  "acl.set": { req: { userId: UserId; folderId: FolderId; identifier: string; rights: string }; res: null };
+  "acl.set": {
+    req: { userId: UserId; folderId: FolderId; identifier: string; rights: string };
+    res: null;
+  };
   "acl.myRights": { req: { userId: UserId | null; folderId: FolderId }; res: string };
   /** Folders of other users shared with this one (delegate access), as "owner@domain/Folder". */
   "folder.shared": { req: { userId: UserId }; res: (FolderInfo & { owner: string })[] };

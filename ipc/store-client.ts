@@ -27,6 +27,11 @@ export interface CallContext {
   peer: string;
 }
 
+/**
+ * Across the ring transport (ipc/server.ts), Uint8Array arguments a handler receives are
+ * zero-copy views into the shared heap, valid until the handler's result settles: copy any
+ * bytes kept after that (e.g. buffered past the returned promise).
+ */
 export type CallHandlers = {
   [M in CallName]: (req: CallReq<M>, ctx: CallContext) => Promise<CallRes<M>> | CallRes<M>;
 };

@@ -200,7 +200,9 @@ describe("ring transport, one thread", () => {
     expect((await rejection(store.call("domain.isLocal", { domain: "x" }))).code).toBe(
       "unavailable",
     );
-    for (let i = 0; i < 100 && log.gone.length === 0; i++) await new Promise((r) => setTimeout(r, 1));
+    for (let i = 0; i < 100 && log.gone.length === 0; i++) {
+      await new Promise((r) => setTimeout(r, 1));
+    }
     expect(log.gone).toEqual([expect.stringMatching(/^pop3-1#\d+$/)]);
   });
 

@@ -195,6 +195,9 @@ export const Metabase = z.strictObject({
     heapBytes: z.number().int().min(1 << 20).default(64 * 1024 * 1024),
     ringSlots: z.number().int().min(16).default(1024),
     chunkBytes: z.number().int().min(1024).default(64 * 1024),
+    streamWindowChunks: z.number().int().min(1).max(1024).default(8).describe(
+      "Stream chunks in flight per store stream (credit window): bounds memory per stream",
+    ),
   }).prefault({}),
   limits: z.strictObject({
     lineBytes: z.number().int().min(512).default(4096).describe("Longest command line accepted"),

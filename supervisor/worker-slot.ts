@@ -12,10 +12,13 @@ export interface SlotEvents {
   onCrash(slot: WorkerSlot, why: string): void;
 }
 
-const ENTRY: Record<"store" | "engine", URL> = {
-  store: new URL("./store-worker.ts", import.meta.url),
-  engine: new URL("./engine-worker.ts", import.meta.url),
-};
+// In the compiled binary every module lives under /$bunfs/root/ and import.meta.url names the
+// binary, so a worker is found by its path from the build root (compile.sh lists each one);
+// from source, beside this file.
+const COMPILED = import.meta.url.includes("/$bunfs/");
+const ENTRY: Record<"store" | "engine", string | URL> = COMPILED
+  ? { store: "./supervisor/store-worker.ts", engine: "./supervisor/engine-worker.ts" }
+  : { store: new URL("./store-worker.ts", import.meta.url), engine: new URL("./engine-worker.ts", import.meta.url) };
 
 export class WorkerSlot {
   worker: Worker | null = null;
