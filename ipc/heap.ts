@@ -66,8 +66,9 @@ function layoutFor(units: number): Layout {
   };
 }
 
-/** How long an allocation waits for the lock before giving up with "busy" (ms). */
-const LOCK_PATIENCE_MS = 5;
+/** How long an allocation waits for the lock before giving up with "busy" (ms): long enough
+ * for a holder descheduled on an oversubscribed machine, short enough if the holder died. */
+const LOCK_PATIENCE_MS = 100;
 
 export class SharedHeap {
   readonly buffer: SharedArrayBuffer;

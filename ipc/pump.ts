@@ -15,6 +15,8 @@ export interface Endpoint {
  * thread costs ~45 µs here, so a hot consumer is what makes back-to-back requests cheap. */
 export const SPIN_MICROS = 100;
 
+const MIN_SPIN_MICROS = 4;
+
 const pumps = new Map<string, Pump>();
 
 /** The pump of the thread owning `bell` (one per doorbell key). */
@@ -84,17 +86,25 @@ export class Pump {
     }
   }
 
+  /** Current spin budget (µs), adapted: spins that end in work grow it, spins that end in a
+   * park shrink it, so an oversubscribed machine is not burnt by pointless spinning. */
+  #spin = SPIN_MICROS;
+
   async #run(): Promise<void> {
     try {
-      let hotUntil = performance.now() + SPIN_MICROS / 1000;
+      let hotUntil = performance.now() + this.#spin / 1000;
+      let spinning = false; // polled at least once without finding work
       while (this.#endpoints.size > 0) {
         if (this.#pollAll() > 0) {
-          hotUntil = performance.now() + SPIN_MICROS / 1000;
+          if (spinning) this.#spin = Math.min(SPIN_MICROS, this.#spin * 2);
+          spinning = false;
+          hotUntil = performance.now() + this.#spin / 1000;
           this.#holdThread();
           await nextTurn();
           continue;
         }
         if (performance.now() < hotUntil) {
+          spinning = true;
           await nextTurn();
           continue;
         }
@@ -102,12 +112,14 @@ export class Pump {
         const seq = prepareToPark(this.#bell);
         if (this.#pollAll() > 0) {
           cancelPark(this.#bell);
-          hotUntil = performance.now() + SPIN_MICROS / 1000;
+          hotUntil = performance.now() + this.#spin / 1000;
           await nextTurn();
           continue;
         }
+        if (spinning) this.#spin = Math.max(MIN_SPIN_MICROS, this.#spin / 2);
+        spinning = false;
         await park(this.#bell, seq);
-        hotUntil = performance.now() + SPIN_MICROS / 1000;
+        hotUntil = performance.now() + this.#spin / 1000;
       }
     } finally {
       this.#running = false;

@@ -34,7 +34,7 @@ test(
     const mbox = Buffer.concat([
       latin1("From alice@remote.test Thu Jan  4 10:00:00 2024\n"),
       latin1(
-        "From: a@remote.test\nSubject: quoting\n\nbody\n>From the start\n>>From deeper\nFrom here unquoted? no, quoted below\n\n",
+        "From: a@remote.test\nSubject: quoting\n\nbody\n>From the start\n>>From deeper\n\n>From after a blank line\n\n",
       ),
       latin1("From bob@remote.test Fri Jan  5 11:00:00 2024\r\n"),
       latin1("From: b@remote.test\r\nSubject: crlf\r\n\r\nwindows lines\r\n\r\n"),
@@ -47,7 +47,7 @@ test(
       latin1("From big@remote.test Sun Jan  7 13:00:00 2024\n"),
       latin1(bigAttachment()),
     ].map((b) => new Uint8Array(b)));
-      const src = join(t.dir, "in.mbox");
+    const src = join(t.dir, "in.mbox");
     fs.writeFileSync(src, mbox);
     const report = await f.store.importMbox(src, "alice@example.com", "Imported");
     expect(report.messages).toBe(4);
