@@ -18,7 +18,10 @@ export interface SlotEvents {
 const COMPILED = import.meta.url.includes("/$bunfs/");
 const ENTRY: Record<"store" | "engine", string | URL> = COMPILED
   ? { store: "./supervisor/store-worker.ts", engine: "./supervisor/engine-worker.ts" }
-  : { store: new URL("./store-worker.ts", import.meta.url), engine: new URL("./engine-worker.ts", import.meta.url) };
+  : {
+    store: new URL("./store-worker.ts", import.meta.url),
+    engine: new URL("./engine-worker.ts", import.meta.url),
+  };
 
 export class WorkerSlot {
   worker: Worker | null = null;

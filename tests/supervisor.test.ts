@@ -7,7 +7,7 @@ import { connect } from "node:net";
 import { join } from "node:path";
 import { editMetabase } from "../metabase/mod.ts";
 import { startAppliance } from "../mod.ts";
-import { eventually, removeDir, startTestAppliance, tempDir } from "./helpers.ts";
+import { cli, eventually, removeDir, startTestAppliance, tempDir } from "./helpers.ts";
 
 /** Opens a TCP connection and resolves with the server's first line (the greeting). */
 function greeting(port: number): Promise<string> {
@@ -199,6 +199,39 @@ describe("supervisor", () => {
       );
     } finally {
       await app.stop();
+    }
+  });
+
+  test("a clean shutdown lets an SMTP transaction in flight finish before closing", async () => {
+    const app = await startTestAppliance();
+    dirs.push(app.dir);
+    const added = cli(["user", "add", "dora@example.test", "--password-stdin", "--metabase", join(app.dir, "metabase.json")], "pw-dora-1\n");
+    expect(added.code).toBe(0);
+    const sock = connect({ host: "127.0.0.1", port: app.ports.mx! });
+    let text = "";
+    let closed = false;
+    sock.setEncoding("latin1");
+    sock.on("data", (d) => (text += d));
+    sock.on("close", () => (closed = true));
+    await eventually(() => text.startsWith("220"), 5000, "greeting");
+    sock.write("EHLO client.test\r\nMAIL FROM:<x@client.test>\r\nRCPT TO:<dora@example.test>\r\nDATA\r\n");
+    await eventually(() => /\r\n354 /.test(text), 5000, "354");
+    sock.write("Subject: in flight\r\n\r\nfirst half\r\n");
+    const stopping = app.stop();
+    await Bun.sleep(300);
+    expect(closed).toBe(false); // the transaction is still being given its chance
+    sock.write("second half\r\n.\r\n");
+    await eventually(() => /\r\n250 /.test(text.slice(text.indexOf("354"))), 10_000, "250 for the message");
+    await eventually(() => closed, 15_000, "the server to close the connection");
+    await stopping;
+    expect(text).toMatch(/421 /);
+    // The message is in the store: the next start finds it.
+    const again = await startTestAppliance(() => {}, { dir: app.dir });
+    try {
+      const acct = await again.supervisor.store.call("account.get", { address: "dora@example.test" });
+      expect(acct?.usedMessages).toBe(1);
+    } finally {
+      await again.stop();
     }
   });
 });
