@@ -5,7 +5,7 @@
 import { existsSync } from "node:fs";
 import { createDirectStoreClient } from "../ipc/store-client.ts";
 import { silentLogger } from "../log/mod.ts";
-import { openStore, restoreStore, type Store } from "../store/mod.ts";
+import { openStore, restoreStore, type Store, storeOptionsFromMetabase } from "../store/mod.ts";
 import { readStatus } from "../supervisor/mod.ts";
 import {
   type Command,
@@ -23,17 +23,12 @@ async function withStore<T>(
   fn: (store: Store) => Promise<T>,
 ): Promise<T> {
   const { metabase: mb, paths } = openMetabase(metabaseFile);
+  const opts = storeOptionsFromMetabase(mb, paths.storeDir, silentLogger, "auto");
+  // One command, one transaction at a time: no group commit to wait for.
   const store = openStore({
-    dir: paths.storeDir,
+    ...opts,
     durability: mb.store.durability === "off" ? "off" : "always",
     groupCommitMs: 0,
-    pageBytes: mb.store.pageBytes,
-    quotaBytes: mb.store.quotaBytes,
-    quotaMessages: mb.store.quotaMessages,
-    domains: mb.domains,
-    auth: mb.auth,
-    log: silentLogger,
-    mode: "auto",
   });
   try {
     return await fn(store);

@@ -32,6 +32,8 @@ import {
   type MoveReport,
 } from "./migrate.ts";
 import { Admin } from "./admin.ts";
+import type { Logger } from "../log/mod.ts";
+import type { Metabase } from "../metabase/schema.ts";
 
 export type {
   AliasEntry,
@@ -136,4 +138,29 @@ export function openStore(opts: StoreOptions): Store {
 /** `posthorn restore DIR`: replace a store (not in use) by a backup. Verify it afterwards. */
 export function restoreStore(backupDir: string, storeDir: string): BackupManifest {
   return restore(backupDir, storeDir);
+}
+
+/** The store's options as the metabase sets them (server and CLI open it the same way). */
+export function storeOptionsFromMetabase(
+  mb: Metabase,
+  dir: string,
+  log: Logger,
+  mode: StoreOptions["mode"] = "exclusive",
+): StoreOptions {
+  return {
+    dir,
+    durability: mb.store.durability,
+    groupCommitMs: mb.store.groupCommitMs,
+    pageBytes: mb.store.pageBytes,
+    quotaBytes: mb.store.quotaBytes,
+    quotaMessages: mb.store.quotaMessages,
+    domains: mb.domains,
+    auth: mb.auth,
+    log,
+    chunkBytes: mb.ipc.chunkBytes,
+    maxUploads: mb.store.maxUploads,
+    indexBytes: mb.store.indexBytes,
+    maxPrefixBytes: mb.store.maxPrefixBytes,
+    mode,
+  };
 }

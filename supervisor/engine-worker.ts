@@ -98,6 +98,7 @@ async function handle(msg: ToWorker): Promise<void> {
       }
       return;
     case "serve":
+    case "unserve":
       return; // only the store worker serves bindings
   }
 }

@@ -31,6 +31,8 @@ export type ToWorker =
   | { type: "bind"; descriptor: unknown }
   /** Store worker: serve one more binding, for the peer named. */
   | { type: "serve"; descriptor: unknown; peer: string }
+  /** Store worker: the peer's worker is gone; drop its served binding. */
+  | { type: "unserve"; peer: string }
   | { type: "reload"; metabase: Metabase; tls: TlsMaterial | null }
   | { type: "stop"; graceMs: number }
   /** Test hook (only honoured with testHooks): throw from a timer, as a real bug would. */

@@ -3,7 +3,7 @@
 /// <reference lib="webworker" />
 import { serveStore } from "../ipc/mod.ts";
 import { forwardingLogger, type Logger } from "../log/mod.ts";
-import { openStore, type Store } from "../store/mod.ts";
+import { openStore, type Store, storeOptionsFromMetabase } from "../store/mod.ts";
 import type { FromWorker, ToWorker } from "./messages.ts";
 
 declare const self: Worker;
@@ -38,17 +38,7 @@ async function handle(msg: ToWorker): Promise<void> {
       const mb = msg.metabase;
       testHooks = msg.testHooks;
       log = forwardingLogger("store", (m) => post(m as FromWorker), mb.logging.level);
-      store = await openStore({
-        dir: msg.paths.storeDir,
-        durability: mb.store.durability,
-        groupCommitMs: mb.store.groupCommitMs,
-        pageBytes: mb.store.pageBytes,
-        quotaBytes: mb.store.quotaBytes,
-        quotaMessages: mb.store.quotaMessages,
-        domains: mb.domains,
-        auth: mb.auth,
-        log,
-      });
+      store = openStore(storeOptionsFromMetabase(mb, msg.paths.storeDir, log));
       post({ type: "started", listeners: [] });
       return;
     }
@@ -58,6 +48,10 @@ async function handle(msg: ToWorker): Promise<void> {
       served.set(msg.peer, serveStore(msg.descriptor as never, store.service));
       return;
     }
+    case "unserve":
+      served.get(msg.peer)?.close();
+      served.delete(msg.peer);
+      return;
     case "reload":
       store?.setDomains(msg.metabase.domains);
       return;

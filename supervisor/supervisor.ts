@@ -206,7 +206,7 @@ export class Supervisor {
     onCrash: (slot: WorkerSlot, why: string) => {
       if (this.#stopping) return;
       slot.restarts++;
-      this.#qm.workerGone(slot.id);
+      this.#workerGone(slot);
       const delay = slot.nextBackoff(
         this.metabase.supervisor.restartMinMs,
         this.metabase.supervisor.restartMaxMs,
@@ -274,9 +274,7 @@ export class Supervisor {
 
   async #spawnEngine(slot: WorkerSlot): Promise<void> {
     await this.#storeUp;
-    const listeners = slot.spawn(this.#init(slot.role));
-    this.#bindToStore(slot);
-    const bound = await listeners;
+    const bound = await slot.spawn(this.#init(slot.role), (s) => this.#bindToStore(s));
     this.#pinPorts(bound);
     this.log.info("worker.started", {
       worker: slot.id,
@@ -304,7 +302,7 @@ export class Supervisor {
     while (slots.length > size) {
       const s = slots.pop()!;
       await s.stop(graceMs);
-      this.#qm.workerGone(s.id);
+      this.#workerGone(s);
     }
     // The first worker binds first so a port-0 listener is pinned before the rest join it.
     while (slots.length < size) {
@@ -315,6 +313,12 @@ export class Supervisor {
         this.log.error("worker.start_failed", { worker: s.id, error: err as Error })
       );
     }
+  }
+
+  /** Tears down a dead or stopped worker's bindings; the store forgets the served side. */
+  #workerGone(slot: WorkerSlot): void {
+    this.#qm.workerGone(slot.id);
+    if (slot.role !== "store") this.#storeSlot.post({ type: "unserve", peer: slot.id });
   }
 
   #pinPorts(bound: BoundInfo[]): void {

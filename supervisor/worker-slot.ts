@@ -47,7 +47,10 @@ export class WorkerSlot {
   }
 
   /** Spawns the worker and sends init; resolves with its listeners once it says "started". */
-  spawn(init: (slot: WorkerSlot) => ToWorker): Promise<BoundInfo[]> {
+  spawn(
+    init: (slot: WorkerSlot) => ToWorker,
+    beforeInit?: (slot: WorkerSlot) => void,
+  ): Promise<BoundInfo[]> {
     this.generation++;
     this.state = "starting";
     this.startedAt = Date.now();
@@ -93,6 +96,9 @@ export class WorkerSlot {
         this.events.onCrash(this, why);
       }
     });
+    // Messages are handled in order: whatever beforeInit posts (the store binding) is in place
+    // before the engine starts and makes its first call.
+    beforeInit?.(this);
     worker.postMessage(init(this));
     return started.promise;
   }
