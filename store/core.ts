@@ -59,6 +59,8 @@ export class Core {
   readonly maxUploads: number;
   readonly indexBytes: number;
   readonly maxPrefixBytes: number;
+  /** Bumped by each restore from backup (see uniqueIdOf). */
+  readonly uidlEpoch: number;
   domains = new Map<string, DomainConfig>();
   private publisher: Publisher | null = null;
   closed = false;
@@ -92,6 +94,7 @@ export class Core {
           configured: opts.pageBytes,
         });
       }
+      this.uidlEpoch = Number(getMeta(this.db, "uidl_epoch") ?? 0);
       this.file = new PageFile(join(opts.dir, PAGE_FILE), this.pageBytes);
       this.space = new Space(this.db, this.tx, this.file, this.owner);
     } catch (err) {

@@ -8,6 +8,7 @@ import { StoreError } from "../ipc/store-api.ts";
 import { type Core, DB_FILE, PAGE_FILE } from "./core.ts";
 import type { Extent } from "./extents.ts";
 import { currentOwner } from "./owner.ts";
+import { getMeta, setMeta } from "./space.ts";
 
 export const MANIFEST = "backup.json";
 
@@ -100,6 +101,7 @@ export function restore(backupDir: string, storeDir: string): BackupManifest {
     fs.copyFileSync(join(backupDir, f), join(storeDir, f + ".restoring"));
     fsyncPath(join(storeDir, f + ".restoring"));
   }
+  markRestored(join(storeDir, DB_FILE + ".restoring"));
   fs.renameSync(join(storeDir, PAGE_FILE + ".restoring"), join(storeDir, PAGE_FILE));
   fs.renameSync(join(storeDir, DB_FILE + ".restoring"), join(storeDir, DB_FILE));
   fsyncPath(storeDir);
@@ -164,4 +166,23 @@ export function compact(core: Core, uploadsInFlight: number): { before: number; 
   core.space.truncateTo(after);
   core.log.info("store.compact", { before, after, moved: moves.length });
   return { before, after };
+}
+
+/**
+ * Ids and UIDs handed out after the backup was taken will be handed out again. Clients that saw
+ * them must not mistake new mail for old: the POP3 UIDL epoch moves on, and every folder gets
+ * a new UIDVALIDITY (RFC 3501 §2.3.1.1), so IMAP clients resynchronise.
+ */
+function markRestored(dbFile: string): void {
+  const db = new Database(dbFile);
+  try {
+    db.transaction(() => {
+      setMeta(db, "uidl_epoch", Number(getMeta(db, "uidl_epoch") ?? 0) + 1);
+      db.run("UPDATE folders SET uid_validity = max(uid_validity + 1, unixepoch())");
+    })();
+    db.run("PRAGMA wal_checkpoint(TRUNCATE)");
+  } finally {
+    db.close();
+  }
+  fsyncPath(dbFile);
 }

@@ -55,12 +55,17 @@ function flagList(s: string): string[] {
   return s === "" ? [] : s.split(" ");
 }
 
-/** POP3 UIDL (RFC 1939 §7): printable, ≤70 chars, never reused since message ids are not. */
-export function uniqueIdOf(messageId: number): string {
-  return `P${messageId.toString(36).toUpperCase()}`;
+/**
+ * POP3 UIDL (RFC 1939 §7): printable, ≤70 chars, never reused since message ids are not. A
+ * restore from backup re-issues message ids handed out after the backup, so it bumps the epoch:
+ * clients then see new UIDLs (and download once more) rather than skipping new mail.
+ */
+export function uniqueIdOf(messageId: number, epoch = 0): string {
+  const id = messageId.toString(36).toUpperCase();
+  return epoch === 0 ? `P${id}` : `P${epoch.toString(36).toUpperCase()}-${id}`;
 }
 
-export function summary(r: MessageRow): MessageSummary {
+export function summary(r: MessageRow, epoch = 0): MessageSummary {
   return {
     messageId: r.id,
     uid: r.uid,
@@ -68,7 +73,7 @@ export function summary(r: MessageRow): MessageSummary {
     flags: flagList(r.flags),
     internalDate: r.internal_date,
     modseq: r.modseq,
-    uniqueId: uniqueIdOf(r.id),
+    uniqueId: uniqueIdOf(r.id, epoch),
   };
 }
 
@@ -88,7 +93,7 @@ export function messagesByUid(core: Core, folderId: FolderId, uids: number[]): M
 export function listMessages(core: Core, folderId: FolderId, sinceUid = 0): MessageSummary[] {
   return (core.db.query(
     `SELECT ${COLS} FROM messages WHERE folder_id = ? AND uid > ? ORDER BY uid`,
-  ).all(folderId, sinceUid) as MessageRow[]).map(summary);
+  ).all(folderId, sinceUid) as MessageRow[]).map((r) => summary(r, core.uidlEpoch));
 }
 
 /** Throws quota if the user cannot take `bytes` more in `messages` more messages. */

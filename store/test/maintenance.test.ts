@@ -85,6 +85,10 @@ test("a backup taken under write load restores to a store that verifies", async 
     folderId: inbox.folderId,
   });
   expect(list).toHaveLength(manifest.messages);
+  // Ids handed out after the backup will be handed out again: UIDLs and UIDVALIDITY move on.
+  expect(list.every((m) => m.uniqueId.startsWith("P1-"))).toBe(true);
+  const after = await client.call("folder.status", { userId: alice.userId, name: "INBOX" });
+  expect(after.uidValidity).toBeGreaterThan(inbox.uidValidity);
   for (const m of list) {
     const bytes = await readAll(
       client.stream("message.read", { userId: alice.userId, messageId: m.messageId }),
