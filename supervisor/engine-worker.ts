@@ -1,9 +1,8 @@
 // Worker entry that hosts one protocol engine (or the transport's queue runner). It owns the
 // worker's lifecycle: the store binding, the listeners of its engine (diffed on hot reload so a
 // changed listener restarts alone), clean shutdown, and reporting to the supervisor.
-/// <reference lib="webworker" />
 import { attachStoreClient } from "../ipc/mod.ts";
-import { forwardingLogger, type Logger } from "../log/mod.ts";
+import type { Logger } from "../log/mod.ts";
 import type { Listener, Metabase, SmtpConnector } from "../metabase/schema.ts";
 import type {
   BoundListener,
@@ -12,51 +11,30 @@ import type {
   TlsMaterial,
 } from "../protocols/engine.ts";
 import { engineModule, listenersOf } from "./engines.ts";
-import type { BoundInfo, FromWorker, ToWorker } from "./messages.ts";
+import type { BoundInfo, ToWorker } from "./messages.ts";
 import { StoreProxy } from "./store-proxy.ts";
+import { runWorker, type WorkerRuntime } from "./worker-runtime.ts";
 
-declare const self: Worker;
-
-const post = (msg: FromWorker) => self.postMessage(msg);
 const store = new StoreProxy();
-let log: Logger = forwardingLogger("engine", (m) => post(m as FromWorker));
+let log: Logger;
 let metabase: Metabase;
 let tls: TlsMaterial | null = null;
 let ctx: EngineContext;
 let engine: ProtocolEngine<Listener | SmtpConnector> | null = null;
 let background: { stop(): Promise<void> } | null = null;
-let testHooks = false;
 
 /** Listeners bound by this worker, by name, with the config they were bound with. */
 const bound = new Map<string, { config: string; listener: BoundListener; info: BoundInfo }>();
 
-// A rejection nobody awaited is a bug in one session; log it loudly and keep serving the rest.
-self.addEventListener("unhandledrejection", (event) => {
-  const ev = event as Event & { reason: unknown };
-  ev.preventDefault();
-  log.error("worker.unhandled_rejection", {
-    error: ev.reason instanceof Error ? ev.reason : String(ev.reason),
-  });
-});
+const runtime = runWorker("engine", handle);
+log = runtime.log;
 
-self.onmessage = (ev: MessageEvent<ToWorker>) => {
-  const msg = ev.data;
-  handle(msg).catch((err) => {
-    log.error("worker.control_failed", { type: msg.type, error: err });
-    if (msg.type === "init") {
-      post({ type: "failed", error: String((err as Error)?.message ?? err) });
-    }
-  });
-};
-
-async function handle(msg: ToWorker): Promise<void> {
+async function handle(msg: ToWorker, rt: WorkerRuntime): Promise<void> {
   switch (msg.type) {
     case "init": {
       metabase = msg.metabase;
       tls = msg.tls;
-      testHooks = msg.testHooks;
-      log = forwardingLogger(msg.role, (m) => post(m as FromWorker), metabase.logging.level)
-        .child(String(msg.workerIndex));
+      log = rt.setLogger(msg.role, metabase.logging.level).child(String(msg.workerIndex));
       engine = engineModule(msg.role);
       ctx = {
         config: () => metabase,
@@ -70,7 +48,7 @@ async function handle(msg: ToWorker): Promise<void> {
       };
       if (!engine) throw new Error(`engine ${msg.role} is not part of this build`);
       if (engine.start) background = await engine.start(ctx);
-      post({ type: "started", listeners: await syncListeners() });
+      rt.post({ type: "started", listeners: await syncListeners() });
       return;
     }
     case "bind":
@@ -79,7 +57,7 @@ async function handle(msg: ToWorker): Promise<void> {
     case "reload": {
       metabase = msg.metabase;
       tls = msg.tls;
-      post({ type: "listeners", listeners: await syncListeners() });
+      rt.post({ type: "listeners", listeners: await syncListeners() });
       return;
     }
     case "stop": {
@@ -87,15 +65,11 @@ async function handle(msg: ToWorker): Promise<void> {
       bound.clear();
       await background?.stop();
       store.detach();
-      post({ type: "stopped" });
+      rt.post({ type: "stopped" });
       return;
     }
     case "test.crash":
-      if (testHooks) {
-        setTimeout(() => {
-          throw new Error("test crash requested by the supervisor");
-        }, 0);
-      }
+      rt.crash();
       return;
     case "serve":
     case "unserve":
