@@ -116,10 +116,10 @@ export class WorkerSlot {
     if (worker) {
       this.#stopped = Promise.withResolvers();
       worker.postMessage({ type: "stop", graceMs } satisfies ToWorker);
-      const deadline = new Promise<"timeout">((r) =>
-        setTimeout(() => r("timeout"), graceMs + 2000)
-      );
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const deadline = new Promise<void>((r) => (timer = setTimeout(r, graceMs + 2000)));
       await Promise.race([this.#stopped.promise, deadline]);
+      clearTimeout(timer); // a pending timer would keep the process alive after shutdown
       worker.terminate();
     }
     this.worker = null;
