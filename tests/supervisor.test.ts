@@ -205,7 +205,14 @@ describe("supervisor", () => {
   test("a clean shutdown lets an SMTP transaction in flight finish before closing", async () => {
     const app = await startTestAppliance();
     dirs.push(app.dir);
-    const added = cli(["user", "add", "dora@example.test", "--password-stdin", "--metabase", join(app.dir, "metabase.json")], "pw-dora-1\n");
+    const added = cli([
+      "user",
+      "add",
+      "dora@example.test",
+      "--password-stdin",
+      "--metabase",
+      join(app.dir, "metabase.json"),
+    ], "pw-dora-1\n");
     expect(added.code).toBe(0);
     const sock = connect({ host: "127.0.0.1", port: app.ports.mx! });
     let text = "";
@@ -214,24 +221,75 @@ describe("supervisor", () => {
     sock.on("data", (d) => (text += d));
     sock.on("close", () => (closed = true));
     await eventually(() => text.startsWith("220"), 5000, "greeting");
-    sock.write("EHLO client.test\r\nMAIL FROM:<x@client.test>\r\nRCPT TO:<dora@example.test>\r\nDATA\r\n");
+    sock.write(
+      "EHLO client.test\r\nMAIL FROM:<x@client.test>\r\nRCPT TO:<dora@example.test>\r\nDATA\r\n",
+    );
     await eventually(() => /\r\n354 /.test(text), 5000, "354");
     sock.write("Subject: in flight\r\n\r\nfirst half\r\n");
     const stopping = app.stop();
     await Bun.sleep(300);
     expect(closed).toBe(false); // the transaction is still being given its chance
     sock.write("second half\r\n.\r\n");
-    await eventually(() => /\r\n250 /.test(text.slice(text.indexOf("354"))), 10_000, "250 for the message");
+    await eventually(
+      () => /\r\n250 /.test(text.slice(text.indexOf("354"))),
+      10_000,
+      "250 for the message",
+    );
     await eventually(() => closed, 15_000, "the server to close the connection");
     await stopping;
     expect(text).toMatch(/421 /);
     // The message is in the store: the next start finds it.
     const again = await startTestAppliance(() => {}, { dir: app.dir });
     try {
-      const acct = await again.supervisor.store.call("account.get", { address: "dora@example.test" });
+      const acct = await again.supervisor.store.call("account.get", {
+        address: "dora@example.test",
+      });
       expect(acct?.usedMessages).toBe(1);
     } finally {
       await again.stop();
+    }
+  });
+
+  test("a periodic health line carries the store's and the rings' figures", async () => {
+    const app = await startTestAppliance((mb) => (mb.supervisor = { healthIntervalSeconds: 0.2 }));
+    dirs.push(app.dir);
+    try {
+      await eventually(
+        () => app.supervisor.recentLog.some((r) => r.event === "health"),
+        5000,
+        "a health line",
+      );
+      const health = app.supervisor.recentLog.find((r) => r.event === "health")!;
+      expect(health.workers).toBeGreaterThanOrEqual(4); // store, smtp, pop3, transport
+      expect((health.store as any).messages).toBe(0);
+      expect((health.ipc as any).bindings).toBeGreaterThanOrEqual(4);
+    } finally {
+      await app.stop();
+    }
+  });
+
+  test("a domain added with the CLI while serving takes mail at once", async () => {
+    const app = await startTestAppliance();
+    dirs.push(app.dir);
+    const file = join(app.dir, "metabase.json");
+    try {
+      expect(cli(["domain", "add", "later.test", "--metabase", file]).code).toBe(0);
+      expect(
+        cli(["user", "add", "eve@later.test", "--password-stdin", "--metabase", file], "pw-eve-1\n")
+          .code,
+      ).toBe(0);
+      await eventually(
+        async () => {
+          const r = await app.supervisor.store.call("recipient.resolve", {
+            address: "eve@later.test",
+          });
+          return r.kind === "local";
+        },
+        10_000,
+        "the store to learn the new domain",
+      );
+    } finally {
+      await app.stop();
     }
   });
 });
