@@ -292,4 +292,34 @@ describe("supervisor", () => {
       await app.stop();
     }
   });
+
+  test("a pool of two workers shares each port; while one restarts the other serves", async () => {
+    const app = await startTestAppliance((mb) => (mb.pop3.poolSize = 2), { testHooks: true });
+    dirs.push(app.dir);
+    try {
+      const pop3 = app.listeners().find((l) => l.name === "pop3")!;
+      expect(pop3.workers).toBe(2);
+      app.supervisor.crashWorker("pop3", 1);
+      // Every connection during the crash and restart is answered (the kernel gives each to a
+      // worker that still listens).
+      const greetings: string[] = [];
+      for (let i = 0; i < 20; i++) greetings.push(await greeting(app.ports.pop3!));
+      expect(greetings.every((g) => g.startsWith("+OK"))).toBe(true);
+      await eventually(
+        () =>
+          app.supervisor.workers().some((w) =>
+            w.id.startsWith("pop3-1") && w.restarts === 1 && w.state === "running"
+          ),
+        10_000,
+        "the second pop3 worker back",
+      );
+      await eventually(
+        () => app.listeners().find((l) => l.name === "pop3")!.workers === 2,
+        5000,
+        "two workers on the port",
+      );
+    } finally {
+      await app.stop();
+    }
+  });
 });
