@@ -159,6 +159,13 @@ export const Metabase = z.strictObject({
     failuresPerMinute: z.number().int().positive().default(5).describe(
       "Per client IP, then throttled",
     ),
+    // Optional after the default so option objects written before these settings still type.
+    accountFailuresPerMinute: z.number().int().positive().default(10).optional().describe(
+      "Per account from any IP within a sliding minute, then that account is throttled; it lifts a minute after failures stop",
+    ),
+    accountTrustSeconds: z.number().int().min(0).default(86400).optional().describe(
+      "A client IP that logged in to an account is exempt from that account's throttle this long (0: never), so failures from elsewhere cannot lock the owner out",
+    ),
     failureDelayMs: z.number().int().min(0).default(1000),
     credentialCacheSeconds: z.number().min(0).default(60),
     maxHashesInFlight: z.number().int().positive().default(4),
@@ -172,7 +179,9 @@ export const Metabase = z.strictObject({
     durability: z.enum(["always", "group", "off"]).default("group").describe(
       "always: fsync each delivery; group: share fsyncs between concurrent deliveries; off: tests only",
     ),
-    groupCommitMs: z.number().min(0).max(100).default(2),
+    groupCommitMs: z.number().min(0).max(100).default(0).describe(
+      "Extra wait before a group commit; 0: batch whatever arrived while the disk was busy",
+    ),
     pageBytes: z.number().int().refine(
       (n) => n >= 512 && (n & (n - 1)) === 0,
       "a power of two ≥ 512",
