@@ -62,6 +62,12 @@ export type Recipient =
     via: "mailbox" | "alias" | "plus" | "catchall" | "list";
     /** Remote addresses an alias or list also forwards to (queued at delivery). */
     forward?: string[];
+    /**
+     * Present only when a quota limits this recipient: the largest message (bytes, local
+     * prefix included) it can still take; 0 when its mailbox is full (bytes or message count).
+     * Checked at RCPT so most over-quota mail is refused up front (552 5.2.2).
+     */
+    roomBytes?: number;
   }
   | { kind: "public"; address: string; folderId: FolderId }
   | { kind: "remote"; address: string; domain: string }
@@ -135,6 +141,12 @@ export interface QueueEntry {
   smtputf8?: boolean;
   /** A delay DSN was sent for this entry (set by `queue.delayNotified`); at most one is sent. */
   delayNotified?: boolean;
+  /**
+   * Set when delivery.commit could not deliver to this (local) recipient while it delivered to
+   * others: the RFC 3463 status (e.g. "5.2.2"), with the reason in `lastError`. The transport
+   * never attempts such an entry: it sends the failure DSN and calls `queue.fail`.
+   */
+  failedStatus?: string | null;
 }
 
 // ---------------------------------------------------------------- parsed messages
@@ -251,7 +263,13 @@ export interface StoreCalls {
     res: {
       delivered: { address: string; messageId: MessageId }[];
       queued: { address: string; queueId: number }[];
-      failed: { address: string; code: StoreErrorCode; reason: string }[];
+      /**
+       * Recipients the store could not take. When others in the same call succeeded and the
+       * sender is not null, each failure is also queued as an entry failed for good
+       * (`QueueEntry.failedStatus`, `bounceQueueId` here), in the same transaction, so the
+       * transport bounces it to the sender (RFC 3464): nothing acknowledged is lost silently.
+       */
+      failed: { address: string; code: StoreErrorCode; reason: string; bounceQueueId?: number }[];
     };
   };
 

@@ -70,46 +70,77 @@ export function dropRef(core: Core, id: number, n = 1): void {
   core.space.release(id, b.extents);
 }
 
+/** What a reader needs of a body: its id (for the pin), size and pages. */
+export type BodyLayout = Pick<BodyRow, "id" | "size" | "extents">;
+
 /**
  * Stream `prefix` then the body, in chunks of at most `core.chunkBytes`. The body is pinned
  * while the stream is open, so its pages are not reused under the reader even if the message
  * is expunged meanwhile; breaking out of the loop unpins it.
  */
-export async function* streamBody(
+export function streamBody(
   core: Core,
   bodyId: number,
   prefix: Uint8Array | null,
   start = 0,
   length = Infinity,
 ): AsyncGenerator<Uint8Array> {
-  const body = getBody(core, bodyId);
-  if (!body) throw new Error(`body ${bodyId} is missing`);
-  core.space.pin(bodyId);
+  return streamLayout(core, () => {
+    const body = getBody(core, bodyId);
+    if (!body) throw new Error(`body ${bodyId} is missing`);
+    return { body, prefix };
+  }, start, length);
+}
+
+/**
+ * The same, for a caller that looks the body up itself (one query for message and body).
+ * `lookup` runs on the first `next()`, in the same synchronous step as the pin, so the body
+ * cannot be freed between the two.
+ */
+export async function* streamLayout(
+  core: Core,
+  lookup: () => { body: BodyLayout; prefix: Uint8Array | null },
+  start = 0,
+  length = Infinity,
+): AsyncGenerator<Uint8Array> {
+  const { body, prefix } = lookup();
+  core.space.pin(body.id);
   try {
-    let skip = start;
-    let left = length;
-    if (prefix && prefix.length > 0) {
-      if (skip < prefix.length) {
-        const piece = prefix.subarray(skip, skip + Math.min(left, prefix.length - skip));
-        left -= piece.length;
-        yield piece.slice();
-        skip = 0;
-      } else skip -= prefix.length;
-    }
-    for (const [pos, n] of core.file.ranges(body.extents, body.size, core.chunkBytes)) {
-      if (left <= 0) return;
-      if (skip >= n) {
-        skip -= n;
-        continue;
-      }
-      const want = Math.min(n - skip, left);
-      const chunk = core.file.readAbs(pos + skip, want);
-      skip = 0;
-      left -= want;
-      yield chunk;
-    }
+    yield* chunks(core, body, prefix, start, length);
   } finally {
-    core.space.unpin(bodyId);
+    core.space.unpin(body.id);
+  }
+}
+
+/**
+ * The chunks of `prefix + body` in `[start, start + length)`: each one buffer of up to
+ * `core.chunkBytes`, the prefix copied in and the body read from its pages straight into it, so
+ * a small message is one chunk and one pread (one ring entry for the ipc/ transport).
+ */
+function* chunks(
+  core: Core,
+  body: BodyLayout,
+  prefix: Uint8Array | null,
+  start: number,
+  length: number,
+): Generator<Uint8Array> {
+  const prefixBytes = prefix ? prefix.length : 0;
+  const total = prefixBytes + body.size;
+  let at = Math.min(start, total);
+  const end = Math.min(total, at + length);
+  while (at < end) {
+    const n = Math.min(core.chunkBytes, end - at);
+    const chunk = new Uint8Array(n);
+    let filled = 0;
+    if (at < prefixBytes) {
+      filled = Math.min(n, prefixBytes - at);
+      chunk.set(prefix!.subarray(at, at + filled));
+    }
+    if (filled < n) {
+      core.file.readBody(body.extents, at + filled - prefixBytes, chunk, filled, n - filled);
+    }
+    at += n;
+    yield chunk;
   }
 }
 

@@ -1,8 +1,11 @@
 // delivery.commit: one body, many recipients. Local recipients get a message row each (the
 // body is stored once, reference-counted, or shared with an identical body already stored);
-// remote ones get a queue row with next hop = their domain, in the same transaction. The
-// promise resolves only after the group commit made it durable.
-import { type CallReq, type CallRes, StoreError } from "../ipc/store-api.ts";
+// remote ones get a queue row with next hop = their domain, in the same transaction. A local
+// recipient that fails while others succeed (over quota, removed since RCPT) gets a queue row
+// marked failed, also in that transaction, which the transport turns into a bounce: the SMTP
+// client hears one 250 for the message, so no failure may be left only in a log. The promise
+// resolves only after the group commit made it durable.
+import { type CallReq, type CallRes, StoreError, type StoreErrorCode } from "../ipc/store-api.ts";
 import { addRef, findBody, insertBody } from "./bodies.ts";
 import type { Committer } from "./commit.ts";
 import type { Core } from "./core.ts";
@@ -66,10 +69,16 @@ function applyDelivery(
   const remotes: { address: string; domain: string; r: Req["recipients"][number] }[] = [];
   const seenFolders = new Map<number, string>(); // one copy per folder, even via two aliases
   const delivered = new Map<string, string>(); // address → the local key that took it
+  // Failed recipients, by index in result.failed, for the bounce entries below.
+  const failures: { r: Req["recipients"][number]; at: number; code: StoreErrorCode }[] = [];
+  const fail = (r: Req["recipients"][number], code: StoreErrorCode, reason: string) => {
+    result.failed.push({ address: r.address, code, reason });
+    failures.push({ r, at: result.failed.length - 1, code });
+  };
   for (const r of req.recipients) {
     const x = expand(core, r.address);
     if (x.recipient.kind === "unknown") {
-      result.failed.push({ address: r.address, code: "not_found", reason: "no such user here" });
+      fail(r, "not_found", "no such user here");
       continue;
     }
     const memberFailures: string[] = [];
@@ -107,26 +116,27 @@ function applyDelivery(
     }
     if (!any) {
       const quota = memberFailures.some((m) => m.includes("quota"));
-      result.failed.push({
-        address: r.address,
-        code: quota ? "quota" : "internal",
-        reason: memberFailures[0] ?? "no deliverable member",
-      });
+      fail(r, quota ? "quota" : "internal", memberFailures[0] ?? "no deliverable member");
     } else delivered.set(r.address, r.address);
   }
   const refs = locals.length + remotes.length;
   if (refs === 0) {
+    // Every recipient failed: the SMTP reply carries the error, so there is nothing to bounce.
     core.tx.afterCommit(() => {});
     return { result, sharedBody: true };
   }
+  const sender = String(req.sender ?? "");
+  // RFC 5321 §6.1: a failure after acceptance is reported to the reverse-path, unless it is
+  // null (§4.5.5): a message from <> is never bounced.
+  const bounces = sender === "" ? [] : failures;
   // Single-instance storage: an identical body already stored is shared, not stored again.
   const existing = findBody(core, sha256, up.size);
   let bodyId: number;
   if (existing) {
     bodyId = existing.id;
-    addRef(core, bodyId, refs);
+    addRef(core, bodyId, refs + bounces.length);
   } else {
-    bodyId = insertBody(core, up.size, sha256, used, refs);
+    bodyId = insertBody(core, up.size, sha256, used, refs + bounces.length);
     if (core.indexBytes > 0) {
       const t = indexText(head);
       core.db.query("INSERT INTO body_fts(rowid, headers, text) VALUES (?, ?, ?)").run(
@@ -150,33 +160,76 @@ function applyDelivery(
   }
   const queuedIds: number[] = [];
   for (const q of remotes) {
-    const r = core.db.query(
-      `INSERT INTO queue(body_id, sender, recipient, next_hop, next_attempt_at, created_at,
-         dsn_notify, orcpt, envid, ret, body_type, smtputf8)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    ).run(
-      bodyId,
-      String(req.sender ?? ""),
-      q.address,
-      q.domain,
-      now,
-      now,
-      q.r.dsnNotify ? q.r.dsnNotify.join(",") : null,
-      q.r.orcpt ?? null,
-      req.envid ?? null,
-      req.ret ?? null,
-      req.bodyType ?? null,
-      req.smtputf8 ? 1 : 0,
-    );
-    const queueId = Number(r.lastInsertRowid);
+    const queueId = insertQueueEntry(core, req, bodyId, now, q.address, q.r, null, null);
     queuedIds.push(queueId);
     if (q.r.address.toLowerCase() === q.address || !firstMessage.has(q.r.address)) {
       result.queued.push({ address: q.r.address, queueId });
     }
+  }
+  for (const b of bounces) {
+    const failure = result.failed[b.at]!;
+    const queueId = insertQueueEntry(
+      core,
+      req,
+      bodyId,
+      now,
+      b.r.address,
+      b.r,
+      bounceStatus(b.code),
+      failure.reason,
+    );
+    failure.bounceQueueId = queueId;
+    queuedIds.push(queueId);
   }
   for (const [address, messageId] of firstMessage) result.delivered.push({ address, messageId });
   core.tx.afterCommit(() => {
     for (const queueId of queuedIds) core.publish("queue", { queueId });
   });
   return { result, sharedBody: existing !== null };
+}
+
+/** One queue row holding a body reference: a remote recipient, or a failure to bounce. */
+function insertQueueEntry(
+  core: Core,
+  req: Req,
+  bodyId: number,
+  now: number,
+  recipient: string,
+  r: Req["recipients"][number],
+  failedStatus: string | null,
+  reason: string | null,
+): number {
+  const row = core.db.query(
+    `INSERT INTO queue(body_id, sender, recipient, next_hop, next_attempt_at, created_at,
+       last_error, dsn_notify, orcpt, envid, ret, body_type, smtputf8, failed_status)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+  ).run(
+    bodyId,
+    String(req.sender ?? ""),
+    recipient,
+    recipient.slice(recipient.lastIndexOf("@") + 1).toLowerCase(),
+    now,
+    now,
+    reason,
+    Array.isArray(r.dsnNotify) && r.dsnNotify.length > 0 ? r.dsnNotify.join(",") : null,
+    r.orcpt ?? null,
+    req.envid ?? null,
+    req.ret ?? null,
+    req.bodyType ?? null,
+    req.smtputf8 ? 1 : 0,
+    failedStatus,
+  );
+  return Number(row.lastInsertRowid);
+}
+
+/** The RFC 3463 status a recipient that failed at commit is bounced with. */
+function bounceStatus(code: StoreErrorCode): string {
+  switch (code) {
+    case "quota":
+      return "5.2.2"; // RFC 3463 §3.3 X.2.2: mailbox full
+    case "not_found":
+      return "5.1.1"; // RFC 3463 §3.2 X.1.1: bad destination mailbox address
+    default:
+      return "5.2.0"; // RFC 3463 §3.3 X.2.0: other or undefined mailbox status
+  }
 }

@@ -112,4 +112,10 @@ export const MIGRATIONS: readonly string[] = [
     headers, text, tokenize = 'unicode61 remove_diacritics 2'
   );
   `,
+  // 3: a queue entry delivery.commit recorded as failed for good (a local recipient over quota
+  // or gone while others got the message): its RFC 3463 status; the reason is in last_error.
+  // The transport only bounces such an entry, it never attempts it.
+  `
+  ALTER TABLE queue ADD COLUMN failed_status TEXT;
+  `,
 ];

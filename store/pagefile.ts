@@ -45,13 +45,46 @@ export class PageFile {
   /** Read `length` bytes at absolute file position `pos` into a fresh buffer. */
   readAbs(pos: number, length: number): Uint8Array {
     const buf = new Uint8Array(length);
+    this.readInto(pos, buf, 0, length);
+    return buf;
+  }
+
+  /** Read `length` bytes at absolute file position `pos` into `buf` at `at`. */
+  readInto(pos: number, buf: Uint8Array, at: number, length: number): void {
     let got = 0;
     while (got < length) {
-      const n = fs.readSync(this.fd, buf, got, length - got, pos + got);
+      const n = fs.readSync(this.fd, buf, at + got, length - got, pos + got);
       if (n === 0) throw new Error(`page file ends at ${pos + got}, wanted ${pos + length}`);
       got += n;
     }
-    return buf;
+  }
+
+  /**
+   * Read bytes `[offset, offset + length)` of a body laid out over `extents` into `buf` at
+   * `at`: straight from the pages into the caller's buffer, one pread per extent touched.
+   */
+  readBody(
+    extents: readonly Extent[],
+    offset: number,
+    buf: Uint8Array,
+    at: number,
+    length: number,
+  ): void {
+    let skip = offset;
+    let done = 0;
+    for (const [start, count] of extents) {
+      if (done === length) return;
+      const len = count * this.pageBytes;
+      if (skip >= len) {
+        skip -= len;
+        continue;
+      }
+      const n = Math.min(len - skip, length - done);
+      this.readInto(start * this.pageBytes + skip, buf, at + done, n);
+      done += n;
+      skip = 0;
+    }
+    if (done < length) throw new Error("body is longer than its pages");
   }
 
   /**

@@ -1,5 +1,6 @@
 // The SMTP queue: one row per remote recipient, holding a reference on the single-instance
-// body. The transport worker polls `due`, then reports done / defer / fail.
+// body. The transport worker polls `due`, then reports done / defer / fail. A row with a
+// failed_status is a local recipient that failed at delivery.commit: it is only bounced.
 import { type QueueEntry, StoreError } from "../ipc/store-api.ts";
 import { dropRef, getBody } from "./bodies.ts";
 import type { Core } from "./core.ts";
@@ -21,6 +22,7 @@ interface QueueRow {
   body_type: "7BIT" | "8BITMIME" | null;
   smtputf8: number;
   delay_notified: number;
+  failed_status: string | null;
   size: number;
 }
 
@@ -45,6 +47,7 @@ function entry(r: QueueRow): QueueEntry {
     bodyType: r.body_type,
     smtputf8: r.smtputf8 === 1,
     delayNotified: r.delay_notified === 1,
+    failedStatus: r.failed_status ?? null,
   };
 }
 

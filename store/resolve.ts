@@ -1,7 +1,7 @@
 // The categorizer's lookup (RFC 5321 §3.3 RCPT): what an address means here. Order: mailbox,
 // alias or distribution list (expanded recursively, loops cut), plus-address (user+tag →
 // user), public folder posting address, the domain's catch-all; an address on a domain that
-// is not ours is remote.
+// is not ours is remote. `resolveRecipient` adds the quota room an engine checks at RCPT.
 import type { Recipient } from "../ipc/store-api.ts";
 import { parseAddress } from "./addresses.ts";
 import type { Core } from "./core.ts";
@@ -102,4 +102,41 @@ export function expand(core: Core, input: string): Expansion {
     if (remoteList.length > 0) recipient.forward = remoteList;
   }
   return { recipient, userIds, publicFolderIds, remote: remoteList };
+}
+
+/**
+ * recipient.resolve: the categorizer's verdict, plus `roomBytes` when quotas limit it, so the
+ * SMTP engine can refuse a full mailbox at RCPT. The rule matches delivery.commit's
+ * (checkQuota): a recipient is deliverable when any of its mailboxes can take the message,
+ * and any copy that goes where no quota applies (public folder, forward) means no limit.
+ */
+export function resolveRecipient(core: Core, input: string): Recipient {
+  const x = expand(core, input);
+  const r = x.recipient;
+  if (r.kind !== "local" || x.userIds.length === 0) return r;
+  if (x.publicFolderIds.length > 0 || x.remote.length > 0) return r;
+  let best = 0;
+  for (const userId of x.userIds) {
+    const room = roomOf(core, userId);
+    if (room === null) return r;
+    best = Math.max(best, room);
+  }
+  return { ...r, roomBytes: best };
+}
+
+/** Bytes one more message may have for this user; null when no quota limits it. */
+function roomOf(core: Core, userId: number): number | null {
+  const u = core.db.query(
+    "SELECT quota_bytes, quota_messages, used_bytes, used_messages FROM users WHERE id = ?",
+  ).get(userId) as {
+    quota_bytes: number | null;
+    quota_messages: number | null;
+    used_bytes: number;
+    used_messages: number;
+  } | null;
+  if (!u) return 0;
+  const maxBytes = u.quota_bytes ?? core.opts.quotaBytes;
+  const maxMessages = u.quota_messages ?? core.opts.quotaMessages;
+  if (maxMessages !== null && u.used_messages + 1 > maxMessages) return 0;
+  return maxBytes === null ? null : Math.max(0, maxBytes - u.used_bytes);
 }

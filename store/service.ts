@@ -6,7 +6,7 @@ import type { CallHandlers, StoreService, StreamHandlers } from "../ipc/store-cl
 import { accountInfo, userByAddress, userById } from "./accounts.ts";
 import { parseAddress } from "./addresses.ts";
 import type { Authenticator } from "./auth.ts";
-import { streamBody } from "./bodies.ts";
+import { streamBody, streamLayout } from "./bodies.ts";
 import type { Committer } from "./commit.ts";
 import type { Core } from "./core.ts";
 import { commitDelivery } from "./delivery.ts";
@@ -29,6 +29,7 @@ import {
   expunge,
   listMessages,
   messageById,
+  messageForRead,
   normalizeFlags,
   search,
   setFlags,
@@ -42,7 +43,7 @@ import {
   queueRemove,
   queueRetry,
 } from "./queue.ts";
-import { expand, isLocalDomain } from "./resolve.ts";
+import { isLocalDomain, resolveRecipient } from "./resolve.ts";
 import type { Uploads } from "./uploads.ts";
 
 export interface ServiceParts {
@@ -80,7 +81,7 @@ export function createService(p: ServiceParts): StoreService {
       const u = a ? userByAddress(core, a.address) : null;
       return u ? accountInfo(core, u) : null;
     },
-    "recipient.resolve": (r) => expand(core, r.address).recipient,
+    "recipient.resolve": (r) => resolveRecipient(core, r.address),
     "domain.isLocal": (r) => isLocalDomain(core, r.domain),
 
     "body.begin": (r, ctx) => ({ uploadId: uploads.begin(ctx.peer, r?.sizeHint ?? 0) }),
@@ -384,16 +385,22 @@ export function createService(p: ServiceParts): StoreService {
 
   const streams: StreamHandlers = {
     "message.read": (r) => {
-      const m = readableMessage(r.userId, r.messageId);
+      const messageId = id(r.messageId, "messageId");
       const offset = r.offset === undefined ? 0 : id(r.offset, "offset");
       const length = r.length === undefined ? Infinity : id(r.length, "length");
-      return streamBody(
-        core,
-        m.body_id,
-        m.prefix ? new Uint8Array(m.prefix) : null,
-        offset,
-        length,
-      );
+      return streamLayout(core, () => {
+        // One query for message, folder owner and body; the ACL check only for someone
+        // else's folder (public, delegate), where it also says not_found for a missing one.
+        const m = messageForRead(core, messageId);
+        if (!m || m.owner_id === null || m.owner_id !== Number(r.userId)) {
+          readableMessage(r.userId, messageId);
+        }
+        if (!m || m.extents === null || m.body_size === null) {
+          throw new Error(`body of message ${messageId} is missing`);
+        }
+        const body = { id: m.body_id, size: m.body_size, extents: JSON.parse(m.extents) };
+        return { body, prefix: m.prefix };
+      }, offset, length);
     },
     "queue.read": (r) => streamBody(core, queueBody(core, id(r.queueId, "queueId")), null),
   };

@@ -191,6 +191,50 @@ describe("queue runner", () => {
     expect(store.mailboxes.size).toBe(1);
   });
 
+  test("entries failed at receipt are bounced at once, never attempted, one report per message", async () => {
+    const s = server();
+    const { store, pass } = setup(config(s.port));
+    const failed = { failedStatus: "5.2.2", lastError: "mailbox is over its storage quota" };
+    // Two local recipients of one message that failed while others got it, one with ORCPT.
+    const [bob, carol] = store.enqueue(
+      "alice@here.test",
+      ["bob@here.test", "carol@here.test"],
+      MSG,
+      { ...failed, envid: "env-7" },
+    );
+    store.entries.get(bob!)!.orcpt = "rfc822;Bob@Here.test";
+    // NOTIFY=NEVER and a null sender: failed silently, no report (RFC 3461 §4.1, RFC 5321 §4.5.5).
+    const [never] = store.enqueue("dave@here.test", ["erin@here.test"], MSG, {
+      ...failed,
+      dsnNotify: ["NEVER"],
+    });
+    const [nullSender] = store.enqueue("", ["frank@here.test"], MSG, failed);
+    await pass();
+    expect(s.messages()).toEqual([]); // no delivery attempted anywhere
+    expect(store.failed.map((f) => f.queueId).sort()).toEqual(
+      [bob!, carol!, never!, nullSender!].sort(),
+    );
+    expect(store.entries.size).toBe(0);
+    expect(store.inbox("dave@here.test")).toEqual([]);
+    const inbox = store.inbox("alice@here.test");
+    expect(inbox.length).toBe(1);
+    expect(inbox[0]!.sender).toBe("");
+    const dsn = parseDsn(inbox[0]!.body);
+    expect(dsn.perMessage.get("original-envelope-id")).toBe("env-7");
+    expect(dsn.recipients.map((r) => r.get("final-recipient"))).toEqual([
+      "rfc822; bob@here.test",
+      "rfc822; carol@here.test",
+    ]);
+    const r = dsn.recipients[0]!;
+    expect(r.get("original-recipient")).toBe("rfc822; Bob@Here.test");
+    expect(r.get("action")).toBe("failed");
+    expect(r.get("status")).toBe("5.2.2");
+    expect(r.get("remote-mta")).toBeUndefined();
+    expect(r.get("diagnostic-code")).toBe("x-posthorn; mailbox is over its storage quota");
+    expect(dsn.parts[2]!.body).toBe(MSG);
+    expect(store.mailboxes.size).toBe(1);
+  });
+
   test("a 4xx defers with exponential back-off; the next attempt waits twice as long", async () => {
     const s = server({ reply: (l) => (l.startsWith("RCPT") ? "451 4.3.0 try later" : undefined) });
     const { store, pass, clock } = setup(config(s.port));

@@ -2,7 +2,9 @@
 // after each delivery), groups them per next hop, delivers each group over one connection with
 // at most smtp.queue.concurrency groups at once, and records every outcome in the store: done,
 // deferred with back-off, or failed with a DSN to the sender (RFC 3461/3464) delivered through
-// the store with the null reverse-path.
+// the store with the null reverse-path. Entries the store recorded as failed at receipt
+// (`failedStatus`: a local recipient over quota when its message was accepted for others) are
+// never attempted: they go straight to the same bounce path.
 import type { CallName, CallReq, QueueEntry } from "../ipc/store-api.ts";
 import { StoreError } from "../ipc/store-api.ts";
 import type { StoreClient } from "../ipc/store-client.ts";
@@ -39,6 +41,9 @@ export interface RunnerOptions {
 }
 
 type Outcome = Omit<RecipientOutcome, "address">;
+
+/** The work key of entries that are only bounced; a NUL can never start a domain name. */
+const BOUNCE_ONLY = "\0bounce";
 
 export class QueueRunner {
   private readonly store: StoreClient;
@@ -115,7 +120,7 @@ export class QueueRunner {
         const byHop = new Map<string, QueueEntry[]>();
         for (const e of due) {
           if (this.inFlight.has(e.queueId)) continue;
-          const hop = hopOf(e);
+          const hop = e.failedStatus ? BOUNCE_ONLY : hopOf(e);
           let list = byHop.get(hop);
           if (!list) byHop.set(hop, list = []);
           list.push(e);
@@ -134,7 +139,8 @@ export class QueueRunner {
   private launch(hop: string, entries: QueueEntry[]): void {
     for (const e of entries) this.inFlight.add(e.queueId);
     let healthy = true;
-    const task: Promise<void> = this.deliverHop(hop, entries)
+    const work = hop === BOUNCE_ONLY ? this.bounceOnly(entries) : this.deliverHop(hop, entries);
+    const task: Promise<void> = work
       .catch((err) => {
         healthy = false;
         this.log.error("hop_failed", { hop, err });
@@ -159,6 +165,22 @@ export class QueueRunner {
       this.wakeAt = Infinity;
       this.kick();
     }, delay);
+  }
+
+  /** Entries that failed at receipt: their outcome is known, only the DSN remains to be sent. */
+  private async bounceOnly(entries: QueueEntry[]): Promise<void> {
+    const results = new Map<number, Outcome>();
+    for (const e of entries) {
+      results.set(e.queueId, {
+        kind: "permanent",
+        status: e.failedStatus ?? "5.0.0",
+        diagnostic: e.lastError ?? "delivery failed",
+        remoteMta: null,
+        fromServer: false,
+        relayedWithoutDsn: false,
+      });
+    }
+    await this.record(entries, results);
   }
 
   private async deliverHop(hop: string, entries: QueueEntry[]): Promise<void> {
@@ -416,6 +438,8 @@ export class QueueRunner {
         uploadId,
         sender: "",
         recipients: [{ address: to }],
+        // RFC 5321 §4.4: final delivery records the (null) reverse-path.
+        localPrefix: new TextEncoder().encode("Return-Path: <>\r\n"),
       });
       for (const f of res.failed) {
         this.log.warn("dsn_undeliverable", { to: f.address, reason: f.reason });

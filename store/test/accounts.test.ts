@@ -1,5 +1,5 @@
 // Accounts, authentication and recipient resolution.
-import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { afterEach, beforeEach, describe, expect, setSystemTime, test } from "bun:test";
 import { deliver, type Fixture, fixture } from "./helpers.ts";
 
 let f: Fixture;
@@ -47,6 +47,45 @@ describe("auth.verify", () => {
       reason: "throttled",
     });
     expect(await verify("bob@example.com", "pw-bob", "10.9.9.8")).toMatchObject({ ok: true });
+  });
+
+  test("failures per account are throttled from any IP, and the lock expires", async () => {
+    const start = Date.now();
+    try {
+      // A known client of bob's, before the attack.
+      expect(await verify("bob@example.com", "pw-bob", "192.0.2.1")).toMatchObject({ ok: true });
+      // 10 failures (auth.accountFailuresPerMinute default), each from its own IP: no IP
+      // reaches its own limit of 5.
+      for (let i = 0; i < 10; i++) {
+        expect(await verify("bob@example.com", "guess", `10.2.0.${i}`)).toEqual({
+          ok: false,
+          reason: "bad_credentials",
+        });
+      }
+      // Throttled for the account from a fresh IP, even with the right password, and under
+      // the local part alone.
+      expect(await verify("bob@example.com", "pw-bob", "10.3.0.1")).toEqual({
+        ok: false,
+        reason: "throttled",
+      });
+      expect(await verify("bob", "pw-bob", "10.3.0.2")).toEqual({ ok: false, reason: "throttled" });
+      // Other accounts are untouched; bob's known client is not locked out.
+      expect(await verify("alice@example.com", "pw-alice", "10.3.0.3")).toMatchObject({ ok: true });
+      expect(await verify("bob@example.com", "pw-bob", "192.0.2.1")).toMatchObject({ ok: true });
+      // A minute after the failures the lock has lifted by itself.
+      setSystemTime(new Date(start + 61_000));
+      expect(await verify("bob@example.com", "pw-bob", "10.3.0.1")).toMatchObject({ ok: true });
+    } finally {
+      setSystemTime();
+    }
+  });
+
+  test("names that are no account are throttled alike (no enumeration)", async () => {
+    for (let i = 0; i < 10; i++) await verify("ghost@example.com", "x", `10.4.0.${i}`);
+    expect(await verify("ghost@example.com", "x", "10.4.1.1")).toEqual({
+      ok: false,
+      reason: "throttled",
+    });
   });
 
   test("a changed password invalidates the cached credential", async () => {

@@ -109,10 +109,18 @@ describe("delivery", () => {
       "nobody@example.com",
       "alice@example.com",
     ]);
-    expect(res.failed).toEqual([
+    expect(res.failed).toMatchObject([
       { address: "nobody@example.com", code: "not_found", reason: "no such user here" },
     ]);
     expect(res.delivered).toHaveLength(1);
+    // The failure is queued for a bounce (5.1.1), so it is not lost in a log line.
+    const [q] = await f.client.call("queue.list", {});
+    expect(q).toMatchObject({
+      queueId: res.failed[0]!.bounceQueueId,
+      recipient: "nobody@example.com",
+      failedStatus: "5.1.1",
+      lastError: "no such user here",
+    });
   });
 
   test("an aborted upload returns its pages", async () => {
@@ -202,5 +210,99 @@ describe("quotas", () => {
     expect(acct!.usedMessages).toBe(2);
     expect(acct!.usedBytes).toBe(3001);
     expect((await f.store.verify()).ok).toBe(true);
+  });
+});
+
+describe("recipients that fail while others succeed (bounce entries)", () => {
+  async function commit(
+    recipients: { address: string; dsnNotify?: string[]; orcpt?: string }[],
+    sender: string,
+    body = message("partial", "p".repeat(2000)),
+  ) {
+    const { uploadId } = await f.client.call("body.begin", {});
+    await f.client.call("body.append", { uploadId, chunk: enc(body) });
+    return await f.client.call("delivery.commit", {
+      uploadId,
+      sender,
+      recipients,
+      localPrefix: enc(`Return-Path: <${sender}>\r\n`),
+      envid: "ENV-1",
+      ret: "HDRS",
+    });
+  }
+
+  test("an over-quota recipient is queued failed (5.2.2) with the DSN parameters and the body", async () => {
+    f.store.updateUser("bob@example.com", { quotaBytes: 100 });
+    const body = message("partial", "p".repeat(2000));
+    const res = await commit(
+      [
+        { address: "alice@example.com" },
+        { address: "bob@example.com", dsnNotify: ["FAILURE"], orcpt: "rfc822;Bob@Example.com" },
+      ],
+      "sender@remote.test",
+      body,
+    );
+    expect(res.delivered.map((d) => d.address)).toEqual(["alice@example.com"]);
+    expect(res.failed).toHaveLength(1);
+    expect(res.failed[0]).toMatchObject({ address: "bob@example.com", code: "quota" });
+    const queue = await f.client.call("queue.list", {});
+    expect(queue).toHaveLength(1);
+    expect(queue[0]).toMatchObject({
+      queueId: res.failed[0]!.bounceQueueId,
+      sender: "sender@remote.test",
+      recipient: "bob@example.com",
+      failedStatus: "5.2.2",
+      lastError: "mailbox is over its storage quota",
+      dsnNotify: ["FAILURE"],
+      orcpt: "rfc822;Bob@Example.com",
+      envid: "ENV-1",
+      dsnRet: "HDRS",
+    });
+    // The bounce can return the content: the entry holds its own body reference.
+    const returned = await readAll(f.client.stream("queue.read", { queueId: queue[0]!.queueId }));
+    expect(dec(returned)).toBe(body);
+    expect((await f.store.verify()).problems).toEqual([]);
+    await f.client.call("queue.fail", { queueId: queue[0]!.queueId, error: "bounced" });
+    expect((await f.store.verify()).problems).toEqual([]);
+    const a = await inbox("alice@example.com");
+    expect(await f.client.call("message.list", a)).toHaveLength(1);
+  });
+
+  test("the null sender and an all-failed message leave no bounce entry", async () => {
+    f.store.updateUser("bob@example.com", { quotaBytes: 100 });
+    const fromNull = await commit([
+      { address: "alice@example.com" },
+      { address: "bob@example.com" },
+    ], "");
+    expect(fromNull.delivered).toHaveLength(1);
+    expect(fromNull.failed[0]).toMatchObject({ address: "bob@example.com", code: "quota" });
+    expect(fromNull.failed[0]!.bounceQueueId).toBeUndefined();
+    const allFailed = await commit([
+      { address: "bob@example.com" },
+      { address: "nobody@example.com" },
+    ], "sender@remote.test");
+    expect(allFailed.delivered).toEqual([]);
+    expect(allFailed.failed.map((x) => x.bounceQueueId)).toEqual([undefined, undefined]);
+    expect(await f.client.call("queue.list", {})).toEqual([]);
+    expect((await f.store.verify()).problems).toEqual([]);
+  });
+});
+
+describe("recipient.resolve reports the quota room (checked at RCPT)", () => {
+  test("no quota: no roomBytes; under quota: bytes left; full by bytes or count: 0", async () => {
+    const resolve = (address: string) => f.client.call("recipient.resolve", { address });
+    const first = await resolve("alice@example.com");
+    expect(first.kind === "local" && first.roomBytes).toBeUndefined();
+    f.store.updateUser("alice@example.com", { quotaBytes: 5000, quotaMessages: 2 });
+    expect(await resolve("alice@example.com")).toMatchObject({ roomBytes: 5000 });
+    await deliver(f.client, "a".repeat(3000), ["alice@example.com"]);
+    expect(await resolve("alice@example.com")).toMatchObject({ roomBytes: 2000 });
+    await deliver(f.client, "b", ["alice@example.com"]);
+    expect(await resolve("alice@example.com")).toMatchObject({ roomBytes: 0 }); // 2 messages
+    // A list delivers if any member has room: the roomiest member counts.
+    f.store.addListMember("team@example.com", "alice@example.com");
+    f.store.addListMember("team@example.com", "bob@example.com");
+    const team = await resolve("team@example.com");
+    expect(team.kind === "local" && team.roomBytes).toBeUndefined(); // bob has no quota
   });
 });

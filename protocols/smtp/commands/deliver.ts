@@ -74,7 +74,19 @@ export async function finishMessage(s: SmtpSession): Promise<void> {
       failed: res.failed,
     });
     if (ok > 0) {
-      // Recipients that failed alone are the store's to bounce; SMTP has one reply per message.
+      // SMTP has one reply per message: recipients that failed alone were queued by the store
+      // in the same transaction for a DSN to the sender (bounceQueueId), which the transport
+      // sends; a null sender gets none (RFC 5321 §4.5.5).
+      for (const f of res.failed) {
+        s.log.warn("smtp.recipient_failed", {
+          conn: s.conn.id,
+          tx: tx.id,
+          to: f.address,
+          code: f.code,
+          reason: f.reason,
+          bounce: f.bounceQueueId ?? null,
+        });
+      }
       const ids = [
         ...res.delivered.map((d) => `m${d.messageId}`),
         ...res.queued.map((q) => `q${q.queueId}`),

@@ -1,10 +1,11 @@
 // RCPT TO (RFC 5321 §4.1.1.3) and the categorizer's verdict on each recipient: local and
-// public folders are accepted, unknown local users refused now (never bounced later), remote
+// public folders are accepted, unknown local users refused now (never bounced later), full
+// mailboxes too (only a race with another delivery still reaches the bounce path), remote
 // domains only for clients that may relay.
 import type { Recipient } from "../../../ipc/store-api.ts";
 import { rcptParams } from "../params.ts";
 import type { SmtpCommand } from "../parser.ts";
-import { reply } from "../reply.ts";
+import { type Reply, reply } from "../reply.ts";
 import type { SmtpSession } from "../session.ts";
 import { replyForStoreError } from "../store-replies.ts";
 
@@ -43,7 +44,11 @@ export async function rcpt(
     return s.send(replyForStoreError(err));
   }
   switch (verdict.kind) {
-    case "local":
+    case "local": {
+      const full = overQuota(verdict.roomBytes, tx.params.size);
+      if (full) return s.send(full);
+      break;
+    }
     case "public":
       break;
     case "remote":
@@ -61,4 +66,21 @@ export async function rcpt(
     });
   }
   s.send(reply(250, "2.1.5", "Recipient ok"));
+}
+
+/**
+ * A full mailbox is refused per recipient at RCPT with the code the store's commit-time check
+ * maps to (store-replies.ts): 552 5.2.2. RFC 3463 §3.3 calls X.2.2 a persistent transient
+ * condition; RFC 5321 §4.5.3.1.10 asks clients to treat a 552 to RCPT as temporary (it was
+ * RFC 821's "too many recipients" code), so a conforming sender retries this recipient later
+ * while the status stays the one a bounce from the commit-time check carries.
+ * RFC 1870 §6: a declared SIZE= larger than the room left is refused the same way.
+ */
+function overQuota(roomBytes: number | undefined, declaredSize: number | null): Reply | null {
+  if (roomBytes === undefined) return null; // no quota limits this recipient
+  if (roomBytes <= 0) return reply(552, "5.2.2", "Mailbox full");
+  if (declaredSize !== null && declaredSize > roomBytes) {
+    return reply(552, "5.2.2", "Mailbox full: message too large for the recipient's quota");
+  }
+  return null;
 }
