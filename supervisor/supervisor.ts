@@ -85,6 +85,7 @@ export class Supervisor {
     acquireRunLock(this.paths.runDir);
     this.log.info("supervisor.starting", { metabase: this.paths.file, pid: process.pid });
     this.#tls = await this.#loadTls(mb);
+    this.#probePorts(mb);
     await this.#startStore();
     for (const role of this.#roles(mb)) await this.#resizePool(role, this.#poolSize(mb, role));
     for (const engine of ENGINES) {
@@ -189,6 +190,34 @@ export class Supervisor {
     this.log.info("supervisor.stopped", {
       uptimeSeconds: Math.round((Date.now() - this.#startedAt) / 1000),
     });
+  }
+
+  /**
+   * Engines bind with reusePort so a pool shares a port; the flip side is that a second server
+   * doing the same (another Posthorn on another data dir) would silently take half the traffic.
+   * So every port is first bound once without it: a port someone else holds fails loudly here.
+   */
+  #probePorts(mb: Metabase): void {
+    const busy: string[] = [];
+    for (const engine of ENGINES) {
+      if (!mb[engine].enabled || !isBuilt(engine)) continue;
+      for (const l of listenersOf(mb, 0, engine)) {
+        if (l.state !== "started" || l.port === 0) continue;
+        try {
+          Bun.listen({ hostname: l.bind, port: l.port, socket: { data() {} } }).stop(true);
+        } catch (err) {
+          busy.push(
+            `${l.name} (${l.bind}:${l.port}: ${
+              (err as { code?: string }).code ?? (err as Error).message
+            })`,
+          );
+        }
+      }
+    }
+    if (busy.length) {
+      this.log.error("listener.port_in_use", { listeners: busy });
+      throw new Error(`port(s) already in use: ${busy.join(", ")}`);
+    }
   }
 
   // ------------------------------------------------------------------ workers

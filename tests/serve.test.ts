@@ -88,3 +88,28 @@ test("status while running, SIGHUP, one server per data dir, SIGTERM", async () 
   }
   expect(cli(["status", "--metabase", file]).code).toBe(3);
 });
+
+test("a port another process holds stops the start loudly instead of being shared", async () => {
+  const dir = tempDir();
+  dirs.push(dir);
+  const holder = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  try {
+    const file = join(dir, "metabase.json");
+    writeFileSync(
+      file,
+      JSON.stringify(
+        testMetabase("example.test", (mb) => (mb.pop3.listeners[0].port = holder.port)),
+      ),
+    );
+    const r = Bun.spawnSync([BUN, join(ROOT, "main.ts"), "serve", "--metabase", file], {
+      env: { ...process.env, BUN_RUNTIME_TRANSPILER_CACHE_PATH: "0" },
+    });
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr.toString()).toMatch(
+      new RegExp(`pop3 \\(127\\.0\\.0\\.1:${holder.port}: EADDRINUSE\\)`),
+    );
+    expect(cli(["status", "--metabase", file]).code).toBe(3);
+  } finally {
+    holder.stop(true);
+  }
+});
