@@ -3,29 +3,15 @@
 // Others open the database "shared": SQL-only work, no page allocation, no reclaim.
 import * as fs from "node:fs";
 import { join } from "node:path";
+import { liveStampPid, ownStamp, parseStamp } from "../pidfile/mod.ts";
 
 export function ownerFile(dir: string): string {
   return join(dir, "owner.pid");
 }
 
-function alive(pid: number): boolean {
-  if (pid === process.pid) return true;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as { code?: string }).code === "EPERM";
-  }
-}
-
-/** The live owner's pid, or null. */
+/** The live owner's pid, or null (also when the recorded pid now names another process). */
 export function currentOwner(dir: string): number | null {
-  try {
-    const pid = Number(fs.readFileSync(ownerFile(dir), "utf8").trim());
-    return Number.isInteger(pid) && pid > 0 && alive(pid) ? pid : null;
-  } catch {
-    return null;
-  }
+  return liveStampPid(ownerFile(dir));
 }
 
 /** Become the owner if nobody alive is; returns whether we did. */
@@ -34,7 +20,7 @@ export function tryOwn(dir: string): boolean {
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       const fd = fs.openSync(path, "wx", 0o600); // O_EXCL: two starters cannot both win
-      fs.writeSync(fd, `${process.pid}\n`);
+      fs.writeSync(fd, ownStamp());
       fs.closeSync(fd);
       return true;
     } catch (err) {
@@ -53,7 +39,8 @@ export function tryOwn(dir: string): boolean {
 
 export function disown(dir: string): void {
   try {
-    const pid = Number(fs.readFileSync(ownerFile(dir), "utf8").trim());
-    if (pid === process.pid) fs.unlinkSync(ownerFile(dir));
+    if (parseStamp(fs.readFileSync(ownerFile(dir), "utf8"))?.pid === process.pid) {
+      fs.unlinkSync(ownerFile(dir));
+    }
   } catch { /* already gone */ }
 }

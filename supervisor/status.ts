@@ -1,7 +1,8 @@
 // The run directory: a lock so two servers never share one data dir (with reusePort they would
 // silently split the traffic), and status.json, which `posthorn status` reads from outside.
-import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { liveStampPid, ownStamp, parseStamp } from "../pidfile/mod.ts";
 
 export interface ListenerStatus {
   engine: string;
@@ -27,30 +28,19 @@ export interface StatusFile {
 const PID_FILE = "posthorn.pid";
 const STATUS_FILE = "status.json";
 
-export function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as { code?: string }).code === "EPERM";
-  }
-}
-
 export function acquireRunLock(runDir: string): void {
   const file = join(runDir, PID_FILE);
-  if (existsSync(file)) {
-    const pid = Number(readFileSync(file, "utf8").trim());
-    if (pid && pid !== process.pid && processAlive(pid)) {
-      throw new Error(`another Posthorn (pid ${pid}) is serving this data directory`);
-    }
+  const pid = liveStampPid(file);
+  if (pid !== null && pid !== process.pid) {
+    throw new Error(`another Posthorn (pid ${pid}) is serving this data directory`);
   }
-  writeFileSync(file, `${process.pid}\n`);
+  writeFileSync(file, ownStamp());
 }
 
 export function releaseRunLock(runDir: string): void {
   const file = join(runDir, PID_FILE);
   try {
-    if (Number(readFileSync(file, "utf8").trim()) === process.pid) rmSync(file);
+    if (parseStamp(readFileSync(file, "utf8"))?.pid === process.pid) rmSync(file);
   } catch { /* already gone */ }
 }
 
@@ -64,7 +54,8 @@ export function writeStatus(runDir: string, status: StatusFile): void {
 export function readStatus(runDir: string): (StatusFile & { alive: boolean }) | null {
   try {
     const s = JSON.parse(readFileSync(join(runDir, STATUS_FILE), "utf8")) as StatusFile;
-    return { ...s, alive: s.running && processAlive(s.pid) };
+    // The pid file, not the status file, says whether that server still runs.
+    return { ...s, alive: s.running && liveStampPid(join(runDir, PID_FILE)) === s.pid };
   } catch {
     return null;
   }

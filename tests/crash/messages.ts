@@ -50,6 +50,10 @@ export interface SentMessage {
   bareLf: boolean;
   outcome: Outcome;
   reply: string | null;
+  /** The last step begun: how far an "unsent" message got before its connection died. */
+  stage: "mail" | "rcpt" | "data" | "body" | "end";
+  /** performance.now() when the final reply arrived. */
+  repliedAt: number | null;
 }
 
 export const sha256 = (b: Uint8Array): string => createHash("sha256").update(b).digest("hex");
@@ -173,20 +177,27 @@ export function makeMessage(
     bareLf: !!opts.bareLf,
     outcome: "unsent",
     reply: null,
+    stage: "mail",
+    repliedAt: null,
   };
 }
 
-/** RFC 5321 §4.5.2: a line starting with a dot gets one more; then the CRLF.CRLF end. */
+/**
+ * RFC 5321 §4.5.2: a line starting with a dot gets one more; then the CRLF.CRLF end. Lines end
+ * at CRLF only, so a dot after a bare LF goes out as it is (the smuggling probe needs that).
+ */
 export function dotStuff(canonical: Uint8Array): Uint8Array {
-  let dots = canonical[0] === 0x2e ? 1 : 0;
-  for (let i = 1; i < canonical.length; i++) {
-    if (canonical[i] === 0x2e && canonical[i - 1] === 0x0a) dots++;
+  const lineStart = (i: number) =>
+    i === 0 || (canonical[i - 1] === 0x0a && canonical[i - 2] === 0x0d);
+  let dots = 0;
+  for (let i = 0; i < canonical.length; i++) {
+    if (canonical[i] === 0x2e && lineStart(i)) dots++;
   }
   const end = new TextEncoder().encode(".\r\n");
   const out = new Uint8Array(canonical.length + dots + end.length);
   let o = 0;
   for (let i = 0; i < canonical.length; i++) {
-    if (canonical[i] === 0x2e && (i === 0 || canonical[i - 1] === 0x0a)) out[o++] = 0x2e;
+    if (canonical[i] === 0x2e && lineStart(i)) out[o++] = 0x2e;
     out[o++] = canonical[i]!;
   }
   out.set(end, o);
