@@ -60,6 +60,8 @@ export class Authenticator {
   private accountFailures = new FailureWindow(MAX_TRACKED_ACCOUNTS);
   /** account key → IP → until when a login from there is exempt from the account limit. */
   private trusted = new Map<string, Map<string, number>>();
+  /** The last verification queued per "ip:…" / "account:…" key (see exclusive). */
+  private running = new Map<string, Promise<void>>();
   private inFlight = 0;
   private waiting: (() => void)[] = [];
   private readonly pepper = crypto.randomUUID();
@@ -84,6 +86,26 @@ export class Authenticator {
     if (this.ipFailures.count(ip, now) >= this.cfg.failuresPerMinute) return true;
     if (this.isTrusted(account, ip, now)) return false;
     return this.accountFailures.count(account, now) >= this.accountLimit;
+  }
+
+  /**
+   * Runs `fn` once no other verification for the same IP or account is running. Parallel
+   * guesses would otherwise all pass the throttle check before the first failure is recorded;
+   * serialised, each sees the ones before it. A client opening five connections at once pays
+   * one hash: the others find the verified credential in the cache when their turn comes.
+   */
+  private async exclusive<T>(keys: string[], fn: () => Promise<T>): Promise<T> {
+    const before = keys.map((k) => this.running.get(k) ?? Promise.resolve());
+    let done!: () => void;
+    const mine = new Promise<void>((r) => (done = r));
+    for (const k of keys) this.running.set(k, mine);
+    try {
+      await Promise.all(before);
+      return await fn();
+    } finally {
+      done();
+      for (const k of keys) if (this.running.get(k) === mine) this.running.delete(k);
+    }
   }
 
   private fail(ip: string, account: string, now: number): void {
@@ -172,11 +194,24 @@ export class Authenticator {
   }
 
   async verify(username: string, password: string, remoteIp: string): Promise<AuthResult> {
-    const now = Date.now();
     const ip = String(remoteIp);
     const user = this.findUser(username);
     // Names that are no account are throttled alike, under the name as typed.
     const account = user ? user.address : String(username).trim().toLowerCase().slice(0, 320);
+    if (this.throttled(ip, account, Date.now())) return { ok: false, reason: "throttled" };
+    return await this.exclusive(
+      [`ip:${ip}`, `account:${account}`],
+      () => this.verifyAlone(user, account, password, ip),
+    );
+  }
+
+  private async verifyAlone(
+    user: UserRow | null,
+    account: string,
+    password: string,
+    ip: string,
+  ): Promise<AuthResult> {
+    const now = Date.now();
     if (this.throttled(ip, account, now)) return { ok: false, reason: "throttled" };
     if (typeof password !== "string" || password.length === 0 || password.length > 1024) {
       this.fail(ip, account, now);

@@ -49,6 +49,15 @@ describe("auth.verify", () => {
     expect(await verify("bob@example.com", "pw-bob", "10.9.9.8")).toMatchObject({ ok: true });
   });
 
+  test("a parallel burst of guesses cannot outrun the per-IP limit", async () => {
+    const results = await Promise.all(
+      Array.from({ length: 18 }, () => verify("bob@example.com", "wrong", "10.7.7.7")),
+    );
+    const hashed = results.filter((r) => !r.ok && r.reason === "bad_credentials").length;
+    expect(hashed).toBeLessThanOrEqual(5); // failuresPerMinute in the fixture
+    expect(results.filter((r) => !r.ok && r.reason === "throttled").length).toBe(18 - hashed);
+  });
+
   test("failures per account are throttled from any IP, and the lock expires", async () => {
     const start = Date.now();
     try {
