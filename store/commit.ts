@@ -23,6 +23,10 @@ export class Committer {
   constructor(private core: Core) {}
 
   submit<T>(work: () => T, cleanup: () => void): Promise<T> {
+    if (this.core.fatal) {
+      cleanup();
+      return Promise.reject(this.core.fatalError());
+    }
     return new Promise<T>((resolve, reject) => {
       this.pending.push({ work, cleanup, resolve: resolve as (v: unknown) => void, reject });
       this.schedule();
@@ -59,9 +63,13 @@ export class Committer {
       try {
         await this.core.file.datasync();
       } catch (err) {
-        for (const j of batch) {
+        // On Linux a failed fsync may have dropped dirty pages of uploads still in flight: a
+        // later fsync that "succeeds" would not bring them back. Nothing more is acknowledged
+        // from this page file until the store restarts and recovers from committed state.
+        this.core.fail(err as Error);
+        for (const j of [...batch, ...this.pending.splice(0)]) {
           j.cleanup();
-          j.reject(err);
+          j.reject(this.core.fatalError());
         }
         return;
       }

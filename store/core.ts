@@ -7,6 +7,7 @@ import type { Publisher } from "../ipc/store-client.ts";
 import type { StoreTopics } from "../ipc/store-api.ts";
 import type { Logger } from "../log/mod.ts";
 import type { Metabase } from "../metabase/schema.ts";
+import { StoreError } from "../ipc/store-api.ts";
 import { type Durability, openDatabase, Tx } from "./db.ts";
 import { currentOwner, disown, tryOwn } from "./owner.ts";
 import { PageFile } from "./pagefile.ts";
@@ -40,6 +41,8 @@ export interface StoreOptions {
    * if free, else open shared (accounts and reads only, no page allocation).
    */
   mode?: "exclusive" | "auto";
+  /** Called once when the disk fails under the store (the store worker restarts itself). */
+  onFatal?: (err: Error) => void;
   /** argon2id cost for new hashes; Bun's default (64 MiB, t=2) unless set (tests go cheaper). */
   argon2?: { memoryCost: number; timeCost: number };
 }
@@ -122,6 +125,26 @@ export class Core {
     } catch (err) {
       this.log.warn("store.publish_failed", { err });
     }
+  }
+
+  /** A disk failure after which nothing may be acknowledged (see Committer). */
+  fatal: Error | null = null;
+
+  fail(err: Error): void {
+    if (this.fatal) return;
+    this.fatal = err;
+    this.log.error("store.disk_failed", {
+      error: err,
+      hint: "refusing writes until the store restarts",
+    });
+    this.opts.onFatal?.(err);
+  }
+
+  fatalError(): StoreError {
+    return new StoreError(
+      "unavailable",
+      `the store's disk failed (${this.fatal?.message}); it must restart`,
+    );
   }
 
   close(): void {

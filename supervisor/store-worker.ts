@@ -15,7 +15,14 @@ async function handle(msg: ToWorker, rt: WorkerRuntime): Promise<void> {
     case "init": {
       const mb = msg.metabase;
       const log = rt.setLogger("store", mb.logging.level);
-      store = openStore(storeOptionsFromMetabase(mb, msg.paths.storeDir, log));
+      store = openStore({
+        ...storeOptionsFromMetabase(mb, msg.paths.storeDir, log),
+        // The disk failed under us: die, so the supervisor restarts the store from committed state.
+        onFatal: (err) =>
+          setTimeout(() => {
+            throw err;
+          }, 100),
+      });
       rt.post({ type: "started", listeners: [] });
       return;
     }

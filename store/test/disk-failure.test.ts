@@ -1,0 +1,32 @@
+// A failed fdatasync of the page file is fatal for the store: the batch is refused, nothing
+// afterwards is acknowledged, and the host is told so it can restart the store (which then
+// recovers from committed state).
+import { expect, test } from "bun:test";
+import { StoreError } from "../../ipc/store-api.ts";
+import { PageFile } from "../pagefile.ts";
+import { deliver, fixture } from "./helpers.ts";
+
+test("after a failed fsync no delivery is acknowledged and the host hears of it", async () => {
+  const fatal: Error[] = [];
+  const f = fixture({ durability: "always", onFatal: (e) => fatal.push(e) });
+  await f.store.addUser("alice@example.com", "pw");
+  expect((await deliver(f.client, "before\r\n", ["alice@example.com"])).delivered).toHaveLength(1);
+  const real = PageFile.prototype.datasync;
+  PageFile.prototype.datasync = () =>
+    Promise.reject(Object.assign(new Error("EIO: i/o error"), { code: "EIO" }));
+  try {
+    const failed = await deliver(f.client, "during\r\n", ["alice@example.com"]).catch((e) => e);
+    expect(failed).toBeInstanceOf(StoreError);
+    expect((failed as StoreError).code).toBe("unavailable");
+    expect(fatal).toHaveLength(1);
+  } finally {
+    PageFile.prototype.datasync = real;
+  }
+  // The disk "works" again, but this store instance must not trust it.
+  const after = await deliver(f.client, "after\r\n", ["alice@example.com"]).catch((e) => e);
+  expect((after as StoreError).code).toBe("unavailable");
+  const acct = await f.client.call("account.get", { address: "alice@example.com" });
+  expect(acct?.usedMessages).toBe(1);
+  expect((await f.store.verify()).ok).toBe(true);
+  await f.done();
+});
