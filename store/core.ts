@@ -58,17 +58,17 @@ export class Core {
   readonly log: Logger;
   readonly owner: boolean;
   readonly pageBytes: number;
-  readonly chunkBytes: number;
-  readonly maxUploads: number;
-  readonly indexBytes: number;
-  readonly maxPrefixBytes: number;
+  chunkBytes: number;
+  maxUploads: number;
+  indexBytes: number;
+  maxPrefixBytes: number;
   /** Bumped by each restore from backup (see uniqueIdOf). */
   readonly uidlEpoch: number;
   domains = new Map<string, DomainConfig>();
   private publisher: Publisher | null = null;
   closed = false;
 
-  constructor(readonly opts: StoreOptions) {
+  constructor(public opts: StoreOptions) {
     mkdirSync(opts.dir, { recursive: true });
     this.log = opts.log;
     this.owner = tryOwn(opts.dir);
@@ -109,6 +109,24 @@ export class Core {
     this.indexBytes = opts.indexBytes ?? 64 * 1024;
     this.maxPrefixBytes = opts.maxPrefixBytes ?? 16 * 1024;
     this.setDomains(opts.domains);
+  }
+
+  /**
+   * A metabase reload: everything read per call (quotas, auth limits, durability, limits,
+   * domains) applies at once. The directory, the page size and the ownership mode cannot
+   * change under a running store.
+   */
+  reconfigure(next: StoreOptions): void {
+    const { dir, pageBytes, mode, onFatal, log } = this.opts;
+    if (next.durability !== this.opts.durability) {
+      this.db.exec(`PRAGMA synchronous = ${next.durability === "off" ? "OFF" : "FULL"}`);
+    }
+    this.opts = { ...next, dir, pageBytes, mode, onFatal, log };
+    this.chunkBytes = next.chunkBytes ?? this.chunkBytes;
+    this.maxUploads = next.maxUploads ?? this.maxUploads;
+    this.indexBytes = next.indexBytes ?? this.indexBytes;
+    this.maxPrefixBytes = next.maxPrefixBytes ?? this.maxPrefixBytes;
+    this.setDomains(next.domains);
   }
 
   setDomains(domains: DomainConfig[]): void {

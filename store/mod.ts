@@ -50,6 +50,8 @@ export interface Store {
   service: StoreService;
   /** Hot reload of the metabase's `domains`. */
   setDomains(domains: DomainConfig[]): void;
+  /** Hot reload of every live store setting (see Core.reconfigure). */
+  reconfigure(opts: StoreOptions): void;
   /** Whether this handle owns the directory (false: the CLI beside a running server). */
   readonly owner: boolean;
   /** Wait for pending commits, abort uploads in flight, close files. */
@@ -108,6 +110,7 @@ export function openStore(opts: StoreOptions): Store {
     service,
     owner: core.owner,
     setDomains: (d) => core.setDomains(d),
+    reconfigure: (o) => core.reconfigure(o),
     async close() {
       if (core.closed) return;
       await committer.idle();

@@ -6,6 +6,7 @@ import type { ToWorker } from "./messages.ts";
 import { runWorker, type WorkerRuntime } from "./worker-runtime.ts";
 
 let store: Store | null = null;
+let storeDir = "";
 const served = new Map<string, { close(): void }>();
 
 runWorker("store", handle);
@@ -15,6 +16,7 @@ async function handle(msg: ToWorker, rt: WorkerRuntime): Promise<void> {
     case "init": {
       const mb = msg.metabase;
       const log = rt.setLogger("store", mb.logging.level);
+      storeDir = msg.paths.storeDir;
       store = openStore({
         ...storeOptionsFromMetabase(mb, msg.paths.storeDir, log),
         // The disk failed under us: die, so the supervisor restarts the store from committed state.
@@ -37,7 +39,7 @@ async function handle(msg: ToWorker, rt: WorkerRuntime): Promise<void> {
       served.delete(msg.peer);
       return;
     case "reload":
-      store?.setDomains(msg.metabase.domains);
+      store?.reconfigure(storeOptionsFromMetabase(msg.metabase, storeDir, rt.log));
       return;
     case "stop": {
       for (const s of served.values()) s.close();

@@ -380,9 +380,27 @@ export class Supervisor {
     }
     const next = r.metabase;
     const before = this.metabase;
-    if (JSON.stringify(resolvePaths(this.paths.file, next)) !== JSON.stringify(this.paths)) {
-      this.log.warn("metabase.paths_changed", {
-        hint: "data, store and log paths apply at the next restart",
+    // Most settings are read per session or per call and apply at once; these are fixed when
+    // the server starts, and saying so beats a reload that silently changes nothing.
+    const fixed = {
+      "server.dataDir": [before.server.dataDir, next.server.dataDir],
+      "store.dir": [before.store.dir, next.store.dir],
+      "store.pageBytes": [before.store.pageBytes, next.store.pageBytes],
+      "logging": [before.logging, next.logging],
+      "ipc": [before.ipc, next.ipc],
+      "supervisor.healthIntervalSeconds": [
+        before.supervisor.healthIntervalSeconds,
+        next.supervisor.healthIntervalSeconds,
+      ],
+    };
+    const pending = Object.entries(fixed).filter(([, [a, b]]) =>
+      JSON.stringify(a) !== JSON.stringify(b)
+    )
+      .map(([k]) => k);
+    if (pending.length) {
+      this.log.warn("metabase.restart_required", {
+        settings: pending,
+        hint: "these apply at the next start",
       });
     }
     this.metabase = {

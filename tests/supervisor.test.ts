@@ -294,14 +294,23 @@ describe("supervisor", () => {
   });
 
   test("a pool of two workers shares each port; while one restarts the other serves", async () => {
-    const app = await startTestAppliance((mb) => (mb.pop3.poolSize = 2), { testHooks: true });
+    const app = await startTestAppliance((mb) => {
+      mb.pop3.poolSize = 2;
+      mb.supervisor = { restartMinMs: 1500 }; // a wide window with one worker down
+    }, { testHooks: true });
     dirs.push(app.dir);
     try {
       const pop3 = app.listeners().find((l) => l.name === "pop3")!;
       expect(pop3.workers).toBe(2);
       app.supervisor.crashWorker("pop3", 1);
-      // Every connection during the crash and restart is answered (the kernel gives each to a
-      // worker that still listens).
+      await eventually(
+        () => app.supervisor.recentLog.some((r) => r.event === "worker.crashed"),
+        10_000,
+        "the crash",
+      );
+      // While it is down, every new connection is answered: the kernel gives each to the worker
+      // that still listens. (Connections queued on the dying socket at the instant it closed are
+      // reset by the kernel; clients retry those.)
       const greetings: string[] = [];
       for (let i = 0; i < 20; i++) greetings.push(await greeting(app.ports.pop3!));
       expect(greetings.every((g) => g.startsWith("+OK"))).toBe(true);
@@ -318,6 +327,36 @@ describe("supervisor", () => {
         5000,
         "two workers on the port",
       );
+    } finally {
+      await app.stop();
+    }
+  });
+
+  test("a reload applies store settings at once and names those that need a restart", async () => {
+    const app = await startTestAppliance();
+    dirs.push(app.dir);
+    const file = join(app.dir, "metabase.json");
+    try {
+      expect(
+        cli(
+          ["user", "add", "fay@example.test", "--password-stdin", "--metabase", file],
+          "pw-fay-1\n",
+        ).code,
+      ).toBe(0);
+      editMetabase(file, (raw: any) => {
+        raw.store = { ...raw.store, quotaMessages: 7 };
+        raw.ipc = { heapBytes: 32 * 1024 * 1024 };
+      });
+      await eventually(
+        async () => {
+          const a = await app.supervisor.store.call("account.get", { address: "fay@example.test" });
+          return a?.quotaMessages === 7;
+        },
+        10_000,
+        "the new default quota",
+      );
+      const warn = app.supervisor.recentLog.find((r) => r.event === "metabase.restart_required");
+      expect(warn?.settings).toEqual(["ipc"]);
     } finally {
       await app.stop();
     }
