@@ -145,6 +145,10 @@ export const Metabase = z.strictObject({
       "Name used in banners, Received: and HELO",
     ),
     dataDir: z.string().default(".").describe("Relative to the metabase file's folder"),
+    postmaster: z.string().regex(/^[^\s<>@]+@[^\s<>@]+$/, "an address like admin@example.com")
+      .nullable().default(null).describe(
+        "Receives mail for postmaster@<any local domain> and <postmaster> (RFC 5321 §4.5.1) where no user or alias postmaster@ that domain exists; null: the domain's catch-all, else its first enabled user in creation order",
+      ),
   }).prefault({}),
   tls: z.strictObject({
     certFile: z.string().nullable().default(null).describe(
@@ -227,6 +231,9 @@ export const Metabase = z.strictObject({
     restartMaxMs: z.number().int().positive().default(30_000),
     shutdownGraceSeconds: z.number().positive().default(10),
     healthIntervalSeconds: z.number().positive().default(60),
+    storeWatchdogSeconds: z.number().min(0).default(30).describe(
+      "The store must answer a ping within this long, twice running, or it is restarted (0: off)",
+    ),
   }).prefault({}),
   logging: z.strictObject({
     level: z.enum(["debug", "info", "warn", "error"]).default("info"),

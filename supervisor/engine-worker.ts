@@ -71,6 +71,9 @@ async function handle(msg: ToWorker, rt: WorkerRuntime): Promise<void> {
     case "test.crash":
       rt.crash();
       return;
+    case "test.hang":
+      rt.hang();
+      return;
     case "serve":
     case "unserve":
       return; // only the store worker serves bindings

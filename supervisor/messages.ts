@@ -36,7 +36,9 @@ export type ToWorker =
   | { type: "reload"; metabase: Metabase; tls: TlsMaterial | null }
   | { type: "stop"; graceMs: number }
   /** Test hook (only honoured with testHooks): throw from a timer, as a real bug would. */
-  | { type: "test.crash" };
+  | { type: "test.crash" }
+  /** Test hook: block the worker's thread forever, as a hung disk would. */
+  | { type: "test.hang" };
 
 export type FromWorker =
   | { type: "log"; record: LogRecord }

@@ -52,6 +52,9 @@ async function handle(msg: ToWorker, rt: WorkerRuntime): Promise<void> {
     case "test.crash":
       rt.crash();
       return;
+    case "test.hang":
+      rt.hang();
+      return;
     case "bind":
       return;
   }

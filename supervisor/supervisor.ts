@@ -47,6 +47,8 @@ export class Supervisor {
   #pools = new Map<WorkerRole, WorkerSlot[]>();
   #watcher: MetabaseWatcher | null = null;
   #health: ReturnType<typeof setInterval> | null = null;
+  #watchdog: ReturnType<typeof setInterval> | null = null;
+  #storeMisses = 0;
   #stopping = false;
   #storeUp: Promise<void> = Promise.resolve();
   /** Ports the kernel chose for listeners configured with port 0, so a whole pool shares one. */
@@ -118,6 +120,13 @@ export class Supervisor {
       mb.supervisor.healthIntervalSeconds * 1000,
     );
     this.#health.unref?.();
+    if (mb.supervisor.storeWatchdogSeconds > 0) {
+      this.#watchdog = setInterval(
+        () => void this.#watchdogTick(),
+        mb.supervisor.storeWatchdogSeconds * 1000,
+      );
+      this.#watchdog.unref?.();
+    }
     this.log.info("supervisor.ready", {
       listeners: this.listeners().filter((l) => l.boundPort).length,
     });
@@ -164,11 +173,11 @@ export class Supervisor {
     return all.map((s) => ({ id: s.id, role: s.role, state: s.state, restarts: s.restarts }));
   }
 
-  /** Test hook: make one worker throw as a real bug would. */
-  crashWorker(role: WorkerRole, index = 0): void {
+  /** Test hook: make one worker throw as a real bug would, or hang as on a dead disk. */
+  crashWorker(role: WorkerRole, index = 0, how: "throw" | "hang" = "throw"): void {
     const slot = role === "store" ? this.#storeSlot : this.#pools.get(role)?.[index];
     if (!slot) throw new Error(`no ${role} worker ${index}`);
-    slot.post({ type: "test.crash" });
+    slot.post({ type: how === "throw" ? "test.crash" : "test.hang" });
   }
 
   async stop(): Promise<void> {
@@ -178,6 +187,7 @@ export class Supervisor {
     this.log.info("supervisor.stopping", { graceMs });
     this.#watcher?.close();
     if (this.#health) clearInterval(this.#health);
+    if (this.#watchdog) clearInterval(this.#watchdog);
     // Engines first (they stop accepting and finish transactions), then the store.
     await Promise.all([...this.#pools.values()].flat().map((s) => s.stop(graceMs)));
     for (const slots of this.#pools.values()) for (const s of slots) this.#qm.workerGone(s.id);
@@ -456,6 +466,34 @@ export class Supervisor {
   }
 
   // ------------------------------------------------------------------ health and status
+
+  /**
+   * A store that is alive but stuck (a hung fsync, a lock held forever) would leave every
+   * session paused until its idle timeout; nothing would say why. It must answer a ping; after
+   * two missed in a row it is terminated, and the crash path restarts it.
+   */
+  async #watchdogTick(): Promise<void> {
+    const slot = this.#storeSlot;
+    if (this.#stopping || slot.state !== "running" || !this.store.attached) return;
+    const seconds = this.metabase.supervisor.storeWatchdogSeconds;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const answered = await Promise.race([
+      this.store.call("store.stats", {}).then(() => true, () => true), // an error is an answer
+      new Promise<false>((r) => (timer = setTimeout(() => r(false), seconds * 1000))),
+    ]);
+    clearTimeout(timer);
+    if (answered) {
+      this.#storeMisses = 0;
+      return;
+    }
+    this.#storeMisses++;
+    this.log.error("store.unresponsive", { seconds, misses: this.#storeMisses });
+    if (this.#storeMisses >= 2 && slot.worker && !this.#stopping) {
+      this.#storeMisses = 0;
+      slot.lastError = `no answer to the watchdog for ${2 * seconds} s`;
+      slot.worker.terminate(); // the close event goes down the crash path: restart with back-off
+    }
+  }
 
   async #healthTick(): Promise<void> {
     let stats: unknown = null;

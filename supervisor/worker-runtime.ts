@@ -14,6 +14,8 @@ export interface WorkerRuntime {
   setLogger(component: string, level: LogLevel): Logger;
   /** Test hook: throw from a timer, as a real bug would (only when init allowed it). */
   crash(): void;
+  /** Test hook: block this thread for good (only when init allowed it). */
+  hang(): void;
   testHooks: boolean;
 }
 
@@ -34,6 +36,9 @@ export function runWorker(
       setTimeout(() => {
         throw new Error("test crash requested by the supervisor");
       }, 0);
+    },
+    hang() {
+      if (rt.testHooks) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
     },
     testHooks: false,
   };

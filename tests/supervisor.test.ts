@@ -361,4 +361,40 @@ describe("supervisor", () => {
       await app.stop();
     }
   });
+
+  test("a store that hangs is terminated by the watchdog and restarted", async () => {
+    const app = await startTestAppliance((mb) => (mb.supervisor = { storeWatchdogSeconds: 0.3 }), {
+      testHooks: true,
+    });
+    dirs.push(app.dir);
+    try {
+      app.supervisor.crashWorker("store", 0, "hang");
+      await eventually(
+        () =>
+          app.supervisor.workers().some((w) =>
+            w.role === "store" && w.restarts === 1 && w.state === "running"
+          ),
+        10_000,
+        "the store restarted",
+      );
+      expect(app.supervisor.recentLog.some((r) => r.event === "store.unresponsive")).toBe(true);
+      const crashed = app.supervisor.recentLog.find((r) =>
+        r.event === "worker.crashed" && r.role === "store"
+      )!;
+      expect(String(crashed.reason)).toMatch(/watchdog/);
+      await eventually(
+        async () => {
+          try {
+            return (await app.supervisor.store.call("store.stats", {})).messages >= 0;
+          } catch {
+            return false;
+          }
+        },
+        10_000,
+        "the store answering again",
+      );
+    } finally {
+      await app.stop();
+    }
+  });
 });
