@@ -77,6 +77,10 @@ export async function runCli(argv: string[]): Promise<number> {
       err(`posthorn ${cmd.name}: ${e.message}\n\n${cmd.help}`);
       return 2;
     }
+    if (e instanceof MetabaseError && e.missing) {
+      err(`posthorn ${cmd.name}: ${e.issues[0]!.message}`);
+      return cmd.name === "status" ? 3 : 1; // status: not running, as with no server
+    }
     if (e instanceof MetabaseError) {
       err(`posthorn ${cmd.name}: the metabase ${e.file} is invalid:`);
       for (const i of e.issues) err(`  ${i.path || "(file)"}: ${i.message}`);

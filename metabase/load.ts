@@ -81,7 +81,12 @@ export function loadMetabase(file: string): LoadResult {
   } catch (err) {
     return {
       ok: false,
-      issues: [{ path: "", message: `cannot read ${file}: ${(err as Error).message}` }],
+      issues: [{
+        path: "",
+        message: (err as { code?: string }).code === "ENOENT"
+          ? `no metabase at ${file} (create one with "posthorn init DIR --domain D")`
+          : `cannot read ${file}: ${(err as Error).message}`,
+      }],
       text: null,
     };
   }
@@ -125,6 +130,10 @@ export class MetabaseError extends Error {
   constructor(readonly file: string, readonly issues: MetabaseIssue[]) {
     super(`${file}: ${issues.map((i) => `${i.path || "(file)"}: ${i.message}`).join("; ")}`);
     this.name = "MetabaseError";
+  }
+  /** The file does not exist (rather than being invalid). */
+  get missing(): boolean {
+    return this.issues.length === 1 && this.issues[0]!.message.startsWith("no metabase at ");
   }
 }
 

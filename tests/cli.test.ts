@@ -119,6 +119,13 @@ describe("posthorn CLI", () => {
     expect(cli(["user", "list", "--metabase", mb]).stdout).not.toMatch(/alice/);
   });
 
+  test("a missing metabase is named as missing; status then says not running (exit 3)", () => {
+    const r = cli(["status", "--metabase", join(dir, "nope", "metabase.json")]);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/no metabase at .*posthorn init/);
+    expect(cli(["user", "list", "--metabase", join(dir, "nope", "metabase.json")]).code).toBe(1);
+  });
+
   test("metabase schema prints a JSON Schema", () => {
     const r = cli(["metabase", "schema"]);
     expect(r.code).toBe(0);
