@@ -139,15 +139,25 @@ export interface QueueEntry {
   bodyType?: "7BIT" | "8BITMIME" | null;
   /** RFC 6531: the message was received with SMTPUTF8. */
   smtputf8?: boolean;
-  /** A delay DSN was sent for this entry (set by `queue.delayNotified`); at most one is sent. */
+  /** A delay DSN was sent (set by `queue.report` or `queue.delayNotified`); at most one is sent. */
   delayNotified?: boolean;
   /**
    * Set when delivery.commit could not deliver to this (local) recipient while it delivered to
    * others: the RFC 3463 status (e.g. "5.2.2"), with the reason in `lastError`. The transport
-   * never attempts such an entry: it sends the failure DSN and calls `queue.fail`.
+   * never attempts such an entry: it sends the failure DSN with `queue.report` (which fails it).
    */
   failedStatus?: string | null;
 }
+
+/**
+ * The new state of one queue entry after an attempt (`queue.settle`, `queue.report`):
+ * "done" and "failed" remove it (releasing its body reference), "deferred" counts an attempt
+ * and makes it due again at `nextAttemptAt`.
+ */
+export type QueueSettlement =
+  | { queueId: number; outcome: "done" }
+  | { queueId: number; outcome: "failed"; error: string }
+  | { queueId: number; outcome: "deferred"; error: string; nextAttemptAt: number };
 
 // ---------------------------------------------------------------- parsed messages
 
@@ -237,6 +247,11 @@ export interface StoreCalls {
     res: AuthResult;
   };
   "account.get": { req: { address: string }; res: AccountInfo | null };
+  /**
+   * May this (authenticated) account use `address` as its reverse-path (RFC 6409 §6.1)? True
+   * for its own address, its plus-addresses and aliases that reach it alone; never for a list.
+   */
+  "account.ownsAddress": { req: { userId: UserId; address: string }; res: boolean };
   // categorizer
   "recipient.resolve": { req: { address: string }; res: Recipient };
   "domain.isLocal": { req: { domain: string }; res: boolean };
@@ -375,9 +390,35 @@ export interface StoreCalls {
   // Semantics the transport relies on: `queue.due` returns entries with nextAttemptAt <= now,
   // oldest first; `queue.defer` increments attempts; `queue.done`, `queue.fail` and
   // `queue.delete` remove the entry (and release its body reference). The transport sends
-  // bounces itself (through delivery.commit) before it calls `queue.fail`.
+  // each DSN with `queue.report`, which settles the entries it reports on in the same
+  // transaction, and everything else with `queue.settle`.
   /** Record that the one delay DSN for this entry was sent (QueueEntry.delayNotified). */
   "queue.delayNotified": { req: { queueId: number }; res: null };
+  /**
+   * The outcomes of one SMTP transaction (or any batch), in ONE transaction. Entries already
+   * gone (deleted meanwhile) are skipped; `settled` lists those that were updated.
+   */
+  "queue.settle": { req: { entries: QueueSettlement[] }; res: { settled: number[] } };
+  /**
+   * A DSN (RFC 3464) for entries of one message AND their new state, in ONE transaction, so a
+   * crash or a failure can never leave the report sent with its entries still due (a second
+   * report on the next pass) nor the entries settled without it. The report is an upload
+   * (body.begin/append) committed like `delivery.commit` with the null reverse-path to `to`, the
+   * entries' sender (RFC 3461 §6.1): a bounce settles entries "failed", a relayed report
+   * "done", a delay notice "deferred" (and marks them `delayNotified`). An entry already gone,
+   * or already delay-notified for a delay notice, is skipped; when every entry is skipped the
+   * call fails with not_found and stores nothing. An entry of another sender: invalid.
+   */
+  "queue.report": {
+    req: {
+      uploadId: number;
+      to: string;
+      /** Bytes prepended for a local copy (e.g. "Return-Path: <>\r\n"). */
+      localPrefix?: Uint8Array;
+      entries: QueueSettlement[];
+    };
+    res: StoreCalls["delivery.commit"]["res"] & { settled: number[] };
+  };
   /** `posthorn queue retry`: make entries due now and publish on "queue"; returns how many. */
   "queue.retry": { req: { queueId: number } | { all: true }; res: { count: number } };
   /** `posthorn queue delete`: drop an entry without a bounce. */

@@ -26,6 +26,11 @@ export interface StoreOptions {
   quotaBytes: number | null;
   quotaMessages: number | null;
   domains: DomainConfig[];
+  /**
+   * metabase server.postmaster: where postmaster@<local domain> goes when no user or alias
+   * holds it (store/resolve.ts). Read per call, so `reconfigure` applies it live.
+   */
+  postmaster?: string | null;
   auth: Metabase["auth"];
   log: Logger;
   /** Bytes per streamed chunk (metabase ipc.chunkBytes). */

@@ -22,6 +22,7 @@ import { Core, type DomainConfig, type StoreOptions } from "./core.ts";
 import { Locks } from "./locks.ts";
 import { backup, type BackupManifest, compact, restore } from "./maintenance.ts";
 import { createService } from "./service.ts";
+import { domainsWithoutPostmaster } from "./resolve.ts";
 import { Uploads } from "./uploads.ts";
 import { type VerifyReport, verifyStore } from "./verify.ts";
 import {
@@ -52,6 +53,8 @@ export interface Store {
   setDomains(domains: DomainConfig[]): void;
   /** Hot reload of every live store setting (see Core.reconfigure). */
   reconfigure(opts: StoreOptions): void;
+  /** Local domains whose postmaster@ resolves to nobody (logged as store.no_postmaster). */
+  domainsWithoutPostmaster(): string[];
   /** Whether this handle owns the directory (false: the CLI beside a running server). */
   readonly owner: boolean;
   /** Wait for pending commits, abort uploads in flight, close files. */
@@ -105,12 +108,19 @@ export function openStore(opts: StoreOptions): Store {
     pageBytes: core.pageBytes,
     pages: core.space.committedPages(),
   });
+  // The server (not the CLI beside it) warns when a domain's postmaster@ would be refused.
+  const server = (opts.mode ?? "exclusive") === "exclusive";
+  if (server) warnWithoutPostmaster(core);
   const ctx = { core, uploads, committer };
   return {
     service,
     owner: core.owner,
     setDomains: (d) => core.setDomains(d),
-    reconfigure: (o) => core.reconfigure(o),
+    reconfigure: (o) => {
+      core.reconfigure(o);
+      if (server) warnWithoutPostmaster(core);
+    },
+    domainsWithoutPostmaster: () => domainsWithoutPostmaster(core),
     async close() {
       if (core.closed) return;
       await committer.idle();
@@ -138,6 +148,16 @@ export function openStore(opts: StoreOptions): Store {
   };
 }
 
+/** RFC 5321 §4.5.1: mail to postmaster@ every local domain MUST be accepted; say when not. */
+function warnWithoutPostmaster(core: Core): void {
+  const domains = domainsWithoutPostmaster(core);
+  if (domains.length === 0) return;
+  core.log.warn("store.no_postmaster", {
+    domains,
+    hint: "set server.postmaster, or add a user or alias postmaster@ each of these domains",
+  });
+}
+
 /** `posthorn restore DIR`: replace a store (not in use) by a backup. Verify it afterwards. */
 export function restoreStore(backupDir: string, storeDir: string): BackupManifest {
   return restore(backupDir, storeDir);
@@ -158,6 +178,7 @@ export function storeOptionsFromMetabase(
     quotaBytes: mb.store.quotaBytes,
     quotaMessages: mb.store.quotaMessages,
     domains: mb.domains,
+    postmaster: mb.server.postmaster,
     auth: mb.auth,
     log,
     chunkBytes: mb.ipc.chunkBytes,

@@ -2,6 +2,9 @@
 // alias or distribution list (expanded recursively, loops cut), plus-address (user+tag →
 // user), public folder posting address, the domain's catch-all; an address on a domain that
 // is not ours is remote. `resolveRecipient` adds the quota room an engine checks at RCPT.
+// postmaster@ a local domain that no user, alias or folder holds goes to the metabase's
+// server.postmaster, else the catch-all, else the domain's first user (RFC 5321 §4.5.1).
+// `ownsAddress` answers which addresses an authenticated user may send as (RFC 6409 §6.1).
 import type { Recipient } from "../ipc/store-api.ts";
 import { parseAddress } from "./addresses.ts";
 import type { Core } from "./core.ts";
@@ -25,9 +28,11 @@ export function isLocalDomain(core: Core, domain: string): boolean {
 export function expand(core: Core, input: string): Expansion {
   let raw = String(input).trim();
   if (raw.startsWith("<") && raw.endsWith(">")) raw = raw.slice(1, -1);
-  // RFC 5321 §4.5.1: "postmaster" without a domain must be accepted.
-  if (raw.toLowerCase() === "postmaster" && core.domains.size > 0) {
-    raw = `postmaster@${core.domains.keys().next().value}`;
+  // RFC 5321 §4.1.1.3 / §4.5.1: "postmaster" without a domain must be accepted; it means the
+  // first (primary) local domain's postmaster, or the configured one when we have no domain.
+  if (raw.toLowerCase() === "postmaster") {
+    const primary = core.domains.keys().next().value;
+    raw = primary !== undefined ? `postmaster@${primary}` : (core.opts.postmaster ?? raw);
   }
   const a = parseAddress(raw);
   const none = (address: string): Expansion => ({
@@ -83,10 +88,20 @@ export function expand(core: Core, input: string): Expansion {
       folders.add(pf.id);
       return "mailbox";
     }
+    if (p.local === "postmaster" && core.opts.postmaster) {
+      // RFC 5321 §4.5.1: nobody holds postmaster@ here, so the configured postmaster does.
+      if (visit(core.opts.postmaster, depth + 1)) return "alias";
+    }
     const catchAll = core.domains.get(p.domain)?.catchAll;
     if (catchAll && depth === 0) {
       const c = parseAddress(catchAll);
       if (c && c.address !== p.address && visit(c.address, depth + 1)) return "catchall";
+    }
+    if (p.local === "postmaster") {
+      // RFC 5321 §4.5.1 (MUST accept postmaster) with no postmaster configured and no
+      // catch-all: the domain's first enabled user in creation order, most likely its admin.
+      const first = firstUserOf(core, p.domain);
+      if (first && visit(first, depth + 1)) return "alias";
     }
     return null;
   };
@@ -102,6 +117,71 @@ export function expand(core: Core, input: string): Expansion {
     if (remoteList.length > 0) recipient.forward = remoteList;
   }
   return { recipient, userIds, publicFolderIds, remote: remoteList };
+}
+
+/** The address of the domain's first enabled user in creation order, or null. */
+function firstUserOf(core: Core, domain: string): string | null {
+  const u = core.db.query(
+    "SELECT address FROM users WHERE domain = ? AND disabled = 0 ORDER BY created_at, id LIMIT 1",
+  ).get(domain) as { address: string } | null;
+  return u?.address ?? null;
+}
+
+/**
+ * Local domains whose postmaster@ resolves to nobody: a server MUST accept mail for it
+ * (RFC 5321 §4.5.1), so the store warns about these at start and after a reload.
+ */
+export function domainsWithoutPostmaster(core: Core): string[] {
+  return [...core.domains.keys()].filter((d) =>
+    expand(core, `postmaster@${d}`).recipient.kind === "unknown"
+  );
+}
+
+/**
+ * account.ownsAddress: may this account use `input` as its reverse-path (RFC 6409 §6.1)?
+ * Yes for its own address, any plus-address of it (user+tag@), and any alias (or plus-address
+ * of an alias) whose expansion reaches this account and nothing else. Never for a
+ * distribution list (members do not own a list), an address only a catch-all or the implicit
+ * postmaster rule maps to the user, another user's mailbox, or anything that forwards
+ * elsewhere. A disabled or unknown account owns nothing.
+ */
+export function ownsAddress(core: Core, userId: number, input: string): boolean {
+  const owner = core.db.query("SELECT address FROM users WHERE id = ? AND disabled = 0").get(
+    userId,
+  ) as { address: string } | null;
+  const a = parseAddress(input);
+  if (!owner || !a) return false;
+  const seen = new Set<string>();
+  let reachesOwner = false;
+  // Walks the alias graph like `expand` (loops cut, bounded) and stops at the first address
+  // that is not this account's: one foreign destination makes the whole address foreign.
+  const foreign = (address: string, depth: number): boolean => {
+    if (seen.has(address)) return false; // a loop or a repeat adds no destination
+    if (depth > MAX_DEPTH || seen.size > MAX_MEMBERS) return true; // unproven: refuse
+    seen.add(address);
+    const p = parseAddress(address);
+    if (!p) return false; // a dead target delivers nowhere (expand drops it too)
+    if (p.address === owner.address) {
+      reachesOwner = true;
+      return false;
+    }
+    if (!isLocalDomain(core, p.domain)) return true;
+    if (core.db.query("SELECT 1 FROM users WHERE address = ?").get(p.address)) return true;
+    const targets = core.db.query("SELECT target, kind FROM aliases WHERE address = ?")
+      .all(p.address) as { target: string; kind: "alias" | "list" }[];
+    if (targets.length > 0) {
+      if (targets.some((t) => t.kind === "list")) return true;
+      return targets.some((t) => foreign(t.target, depth + 1));
+    }
+    const plus = p.local.indexOf("+");
+    if (plus > 0) return foreign(`${p.local.slice(0, plus)}@${p.domain}`, depth + 1);
+    // Held by nobody: a public folder's posting address is foreign, so is postmaster@ (the
+    // postmaster rule may map it to someone else); anything else delivers nowhere.
+    if (p.local === "postmaster") return true;
+    return core.db.query("SELECT 1 FROM folders WHERE owner_id IS NULL AND address = ?")
+      .get(p.address) !== null;
+  };
+  return !foreign(a.address, 0) && reachesOwner;
 }
 
 /**

@@ -41,9 +41,11 @@ import {
   queueDue,
   queueList,
   queueRemove,
+  queueReport,
   queueRetry,
+  queueSettle,
 } from "./queue.ts";
-import { isLocalDomain, resolveRecipient } from "./resolve.ts";
+import { isLocalDomain, ownsAddress, resolveRecipient } from "./resolve.ts";
 import type { Uploads } from "./uploads.ts";
 
 export interface ServiceParts {
@@ -81,6 +83,7 @@ export function createService(p: ServiceParts): StoreService {
       const u = a ? userByAddress(core, a.address) : null;
       return u ? accountInfo(core, u) : null;
     },
+    "account.ownsAddress": (r) => ownsAddress(core, id(r.userId, "userId"), r.address),
     "recipient.resolve": (r) => resolveRecipient(core, r.address),
     "domain.isLocal": (r) => isLocalDomain(core, r.domain),
 
@@ -352,6 +355,8 @@ export function createService(p: ServiceParts): StoreService {
       queueDelayNotified(core, id(r.queueId, "queueId"));
       return null;
     },
+    "queue.settle": (r) => queueSettle(core, committer, r),
+    "queue.report": (r, ctx) => queueReport(core, uploads, committer, r, ctx.peer),
     "queue.retry": (r) => {
       const ids = queueRetry(core, r);
       for (const queueId of ids) core.publish("queue", { queueId });
@@ -383,24 +388,26 @@ export function createService(p: ServiceParts): StoreService {
     return m;
   }
 
+  /** message.read: one query for message, folder owner and body in the common case. */
+  function readableBody(userId: UserId | null, messageId: number) {
+    const m = messageForRead(core, messageId);
+    // Someone else's folder (public, delegate): the ACL decides, and says not_found if absent.
+    if (!m || m.owner_id === null || m.owner_id !== Number(userId)) {
+      readableMessage(userId, messageId);
+    }
+    if (!m || m.extents === null || m.body_size === null) {
+      throw new Error(`body of message ${messageId} is missing`);
+    }
+    const body = { id: m.body_id, size: m.body_size, extents: JSON.parse(m.extents) };
+    return { body, prefix: m.prefix };
+  }
+
   const streams: StreamHandlers = {
     "message.read": (r) => {
       const messageId = id(r.messageId, "messageId");
       const offset = r.offset === undefined ? 0 : id(r.offset, "offset");
       const length = r.length === undefined ? Infinity : id(r.length, "length");
-      return streamLayout(core, () => {
-        // One query for message, folder owner and body; the ACL check only for someone
-        // else's folder (public, delegate), where it also says not_found for a missing one.
-        const m = messageForRead(core, messageId);
-        if (!m || m.owner_id === null || m.owner_id !== Number(r.userId)) {
-          readableMessage(r.userId, messageId);
-        }
-        if (!m || m.extents === null || m.body_size === null) {
-          throw new Error(`body of message ${messageId} is missing`);
-        }
-        const body = { id: m.body_id, size: m.body_size, extents: JSON.parse(m.extents) };
-        return { body, prefix: m.prefix };
-      }, offset, length);
+      return streamLayout(core, () => readableBody(r.userId, messageId), offset, length);
     },
     "queue.read": (r) => streamBody(core, queueBody(core, id(r.queueId, "queueId")), null),
   };

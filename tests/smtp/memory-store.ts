@@ -29,6 +29,8 @@ export interface StoredMessage {
 export class MemoryStore {
   domains = new Set<string>(["example.com"]);
   users = new Map<string, { password: string; account: AccountInfo }>();
+  /** alias → the one user address it reaches (enough for the sender-ownership rule). */
+  aliases = new Map<string, string>();
   uploads = new Map<number, Uint8Array[]>();
   aborted: number[] = [];
   messages: StoredMessage[] = [];
@@ -85,9 +87,18 @@ export class MemoryStore {
         this.authFailures.set(req.remoteIp, fails + 1);
         return { ok: false, reason: "bad_credentials" };
       },
+      "account.ownsAddress": (req) => {
+        this.#maybeFail("account.ownsAddress");
+        const owner = [...this.users.values()].find((u) => u.account.userId === req.userId);
+        let address = req.address.toLowerCase();
+        address = this.aliases.get(address) ?? address.replace(/\+[^@]*@/, "@");
+        return owner !== undefined && address === owner.account.address;
+      },
       "recipient.resolve": (req) => {
         this.#maybeFail("recipient.resolve");
-        const address = req.address.toLowerCase();
+        let address = req.address.toLowerCase();
+        // RFC 5321 §4.1.1.3: bare <postmaster> is the primary domain's.
+        if (address === "postmaster") address = `postmaster@${[...this.domains][0]}`;
         const domain = address.slice(address.lastIndexOf("@") + 1);
         if (!this.domains.has(domain)) return { kind: "remote", address: req.address, domain };
         const user = this.users.get(address);

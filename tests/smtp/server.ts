@@ -9,7 +9,7 @@ import { Metabase, type MetabaseInput } from "../../metabase/schema.ts";
 import type { BoundListener, TlsMaterial } from "../../protocols/engine.ts";
 import { smtpEngine } from "../../protocols/smtp/mod.ts";
 import { generateSelfSigned } from "../../protocols/wire/mod.ts";
-import { openStore, type Store } from "../../store/mod.ts";
+import { openStore, type Store, type StoreOptions } from "../../store/mod.ts";
 
 let material: TlsMaterial | null = null;
 function tls(): TlsMaterial {
@@ -21,6 +21,8 @@ export interface TestServer {
   /** Bound port per connector name. */
   ports: Record<string, number>;
   store: Store;
+  /** What the store was opened with (for a live `store.reconfigure`). */
+  storeOptions: StoreOptions;
   client: StoreClient;
   logs: LogRecord[];
   /** The messages in a user's INBOX, as stored (Return-Path and Received: included). */
@@ -42,7 +44,7 @@ export async function startServer(
   });
   const logs: LogRecord[] = [];
   const log = makeLogger("test", (r) => logs.push(r));
-  const store = openStore({
+  const storeOptions: StoreOptions = {
     dir: join(dir, "store"),
     durability: mb.store.durability,
     groupCommitMs: mb.store.groupCommitMs,
@@ -50,11 +52,13 @@ export async function startServer(
     quotaBytes: null,
     quotaMessages: null,
     domains: mb.domains,
+    postmaster: mb.server.postmaster,
     auth: mb.auth,
     log: log.child("store"),
     chunkBytes: mb.ipc.chunkBytes,
     argon2: { memoryCost: 256, timeCost: 1 },
-  });
+  };
+  const store = openStore(storeOptions);
   for (const [address, password] of users) await store.addUser(address, password);
   const client = createDirectStoreClient(store.service, "smtp-e2e");
   const ctx = { config: () => mb, tls, store: client, log, workerIndex: 0 };
@@ -68,6 +72,7 @@ export async function startServer(
   return {
     ports,
     store,
+    storeOptions,
     client,
     logs,
     async inbox(address) {

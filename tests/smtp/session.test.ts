@@ -526,6 +526,23 @@ describe("AUTH (RFC 4954) and submission", () => {
     expect((await c.cmd("RCPT TO:<bob@example.com>")).code).toBe(530);
   });
 
+  test("MX with AUTH: the sender must be owned; a store failure is temporary (451)", async () => {
+    const store = storeWithAlice();
+    store.aliases.set("sales@example.com", "alice@example.com");
+    const c = await openSession({ store, secure: true, connector: { role: "mx" } });
+    await c.cmd("EHLO c");
+    expect((await c.cmd(`AUTH PLAIN ${b64("\0alice@example.com\0secret")}`)).code).toBe(235);
+    expect((await c.cmd("MAIL FROM:<ceo@bank.example>")).text).toBe(
+      "5.7.1 Sender address not owned by alice@example.com",
+    );
+    expect((await c.cmd("MAIL FROM:<sales@example.com>")).code).toBe(250);
+    await c.cmd("RSET");
+    store.failNext.set("account.ownsAddress", "unavailable");
+    expect((await c.cmd("MAIL FROM:<alice@example.com>")).text).toStartWith("4.3.0");
+    expect((await c.cmd("MAIL FROM:<alice+x@example.com>")).code).toBe(250);
+    expect((await c.cmd("RCPT TO:<friend@elsewhere.example>")).code).toBe(250); // may relay
+  });
+
   test("auth none: AUTH is neither offered nor accepted", async () => {
     const c = await openSession({ loopback: true, connector: { auth: "none" } });
     expect((await c.cmd("EHLO c")).text).not.toContain("AUTH");

@@ -1,11 +1,16 @@
 // MAIL FROM (RFC 5321 §4.1.1.2): opens a transaction, checking the sender's parameters and,
-// on a submission connector, that the sender is the authenticated user (RFC 6409 §6.1).
-import { mailParams } from "../params.ts";
+// once the client has authenticated on any connector, that the authenticated user owns the
+// sender address (RFC 6409 §6.1): an authenticated session may relay, so it must not forge.
+import { type MailParams, mailParams } from "../params.ts";
 import type { SmtpCommand } from "../parser.ts";
 import { reply } from "../reply.ts";
 import type { SmtpSession } from "../session.ts";
+import { replyForStoreError } from "../store-replies.ts";
 
-export function mail(s: SmtpSession, cmd: Extract<SmtpCommand, { verb: "MAIL" }>): void {
+export function mail(
+  s: SmtpSession,
+  cmd: Extract<SmtpCommand, { verb: "MAIL" }>,
+): void | Promise<void> {
   if (!s.helo) return s.send(reply(503, "5.5.1", "Send EHLO or HELO first"));
   if (s.tx) return s.send(reply(503, "5.5.1", "Nested MAIL command"));
   if (s.connector.auth === "required" && !s.account) {
@@ -39,14 +44,49 @@ export function mail(s: SmtpSession, cmd: Extract<SmtpCommand, { verb: "MAIL" }>
       ),
     );
   }
-  if (s.connector.role === "submission" && s.account) {
-    if (cmd.address.toLowerCase() !== s.account.address.toLowerCase()) {
-      return s.send(reply(553, "5.7.1", `Sender address not owned by ${s.account.address}`));
-    }
+  if (s.account && cmd.address !== "") return checkOwnSender(s, cmd.address, params);
+  // The null reverse-path needs no owner. RFC 5321 §4.5.5: Message Disposition Notifications
+  // (RFC 8098, read receipts) are "required ... to be sent with a null reverse-path", and it
+  // is the user's mail client that writes them and submits them here, authenticated. <> names
+  // nobody, so it forges nobody; the session stays tied to its account in the logs.
+  open(s, cmd.address, params);
+}
+
+/** RFC 6409 §6.1: an authenticated sender may only use an address its account owns. */
+async function checkOwnSender(
+  s: SmtpSession,
+  sender: string,
+  params: MailParams,
+): Promise<void> {
+  const account = s.account!;
+  let owned: boolean;
+  try {
+    owned = await s.store.call("account.ownsAddress", { userId: account.userId, address: sender });
+  } catch (err) {
+    s.log.warn("smtp.owner_check_failed", { conn: s.conn.id, sender, error: err as Error });
+    return s.send(replyForStoreError(err));
   }
+  if (!owned) {
+    s.log.warn("smtp.sender_refused", {
+      conn: s.conn.id,
+      ip: s.conn.remoteAddress,
+      account: account.address,
+      sender,
+    });
+    return s.send(reply(553, "5.7.1", `Sender address not owned by ${account.address}`));
+  }
+  // The pump runs one command at a time, so nothing the client pipelined has run meanwhile.
+  open(s, sender, params);
+}
+
+function open(
+  s: SmtpSession,
+  sender: string,
+  params: MailParams,
+): void {
   s.tx = {
     id: s.nextTransactionId(),
-    sender: cmd.address,
+    sender,
     params,
     recipients: [],
     sink: null,

@@ -32,10 +32,10 @@ export async function rcpt(
   const params = rcptParams(cmd.params);
   if ("code" in params) return s.send(params);
 
-  // RFC 5321 §4.1.1.3: <Postmaster> alone means this server's postmaster.
-  const address = cmd.address === "postmaster"
-    ? `postmaster@${s.config.domains[0]?.name ?? s.hostname}`
-    : cmd.address;
+  // RFC 5321 §4.1.1.3 / §4.5.1: <Postmaster> alone (the parser lower-cases it) means this
+  // server's postmaster; the store knows who that is (metabase server.postmaster, or the
+  // primary domain's postmaster@) and answers with the address it delivers to.
+  const address = cmd.address;
   let verdict: Recipient;
   try {
     verdict = await s.store.call("recipient.resolve", { address });
