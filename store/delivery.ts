@@ -24,6 +24,11 @@ export async function commitDelivery(
   committer: Committer,
   req: Req,
   peer: string,
+  /**
+   * More work for the same transaction, after the delivery (queue.report settles the queue
+   * entries a DSN reports on): if it throws, the delivery is rolled back with it.
+   */
+  alongside?: () => void,
 ): Promise<Res> {
   if (!Array.isArray(req.recipients) || req.recipients.length === 0) {
     throw new StoreError("invalid", "no recipients");
@@ -42,6 +47,7 @@ export async function commitDelivery(
   return await committer.submit(
     () => {
       const res = applyDelivery(core, req, up, prefix, sha256, used, messageIdHeader, head);
+      alongside?.();
       sharedBody = res.sharedBody;
       core.tx.afterCommit(() => core.space.giveBack(sharedBody ? up.extents : spare));
       return res.result;

@@ -1,9 +1,26 @@
 // The SMTP queue: one row per remote recipient, holding a reference on the single-instance
-// body. The transport worker polls `due`, then reports done / defer / fail. A row with a
-// failed_status is a local recipient that failed at delivery.commit: it is only bounced.
-import { type QueueEntry, StoreError } from "../ipc/store-api.ts";
+// body. The transport worker polls `due`, then settles each transaction's entries in one
+// store transaction (`queueSettle`), and sends every DSN with `queueReport`: the report and
+// the entries it reports on change together or not at all, so a crash never repeats a report.
+// A row with a failed_status is a local recipient that failed at delivery.commit: it is only
+// bounced.
+import {
+  type CallReq,
+  type CallRes,
+  type QueueEntry,
+  type QueueSettlement,
+  StoreError,
+} from "../ipc/store-api.ts";
 import { dropRef, getBody } from "./bodies.ts";
+import type { Committer } from "./commit.ts";
 import type { Core } from "./core.ts";
+import { commitDelivery } from "./delivery.ts";
+import type { Uploads } from "./uploads.ts";
+
+/** Most entries settled by one call (as many as `queue.due` returns at most). */
+const MAX_SETTLEMENTS = 10_000;
+/** Longest last_error kept. */
+const MAX_ERROR_CHARS = 2000;
 
 interface QueueRow {
   id: number;
@@ -118,4 +135,131 @@ export function queueRetry(core: Core, req: { queueId: number } | { all: true })
       r.id
     );
   });
+}
+
+/** Checked settlements: known outcomes, safe ids, each entry once. */
+function checkSettlements(v: unknown): QueueSettlement[] {
+  if (!Array.isArray(v) || v.length === 0 || v.length > MAX_SETTLEMENTS) {
+    throw new StoreError("invalid", `entries must list 1 to ${MAX_SETTLEMENTS} settlements`);
+  }
+  const seen = new Set<number>();
+  return v.map((x: Partial<Record<string, unknown>> | null) => {
+    const queueId = Number(x?.queueId);
+    if (!Number.isSafeInteger(queueId) || queueId < 0) {
+      throw new StoreError("invalid", "bad queueId");
+    }
+    if (seen.has(queueId)) throw new StoreError("invalid", `queue entry ${queueId} listed twice`);
+    seen.add(queueId);
+    const error = String(x?.error ?? "").slice(0, MAX_ERROR_CHARS);
+    switch (x?.outcome) {
+      case "done":
+        return { queueId, outcome: "done" };
+      case "failed":
+        return { queueId, outcome: "failed", error };
+      case "deferred": {
+        const nextAttemptAt = Number(x.nextAttemptAt);
+        if (!Number.isFinite(nextAttemptAt)) throw new StoreError("invalid", "bad nextAttemptAt");
+        return { queueId, outcome: "deferred", error, nextAttemptAt };
+      }
+      default:
+        throw new StoreError("invalid", "outcome must be done, failed or deferred");
+    }
+  });
+}
+
+/**
+ * Apply settlements inside the caller's transaction; returns the ids updated (entries gone
+ * meanwhile are skipped). For a report (`sender` set), every entry must be that sender's, and
+ * a deferred entry is also marked delay-notified, unless it already was (then it is skipped:
+ * the one delay notice it may get was sent).
+ */
+function applySettlements(
+  core: Core,
+  entries: QueueSettlement[],
+  report: { sender: string } | null,
+): number[] {
+  const settled: number[] = [];
+  const failed: { queueId: number; error: string }[] = [];
+  const ownedBy = (queueId: number, sender: string) => {
+    if (report && sender !== report.sender) {
+      // Throwing rolls back the whole call: a report never reaches the wrong sender.
+      throw new StoreError("invalid", `queue entry ${queueId} is not from ${report.sender}`);
+    }
+  };
+  for (const s of entries) {
+    if (s.outcome === "deferred") {
+      const r = core.db.query(
+        `UPDATE queue SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?${
+          report ? ", delay_notified = 1" : ""
+        } WHERE id = ?${report ? " AND delay_notified = 0" : ""} RETURNING sender`,
+      ).get(s.error, s.nextAttemptAt, s.queueId) as { sender: string } | null;
+      if (!r) continue;
+      ownedBy(s.queueId, r.sender);
+    } else {
+      const r = core.db.query("DELETE FROM queue WHERE id = ? RETURNING body_id, sender").get(
+        s.queueId,
+      ) as { body_id: number; sender: string } | null;
+      if (!r) continue;
+      ownedBy(s.queueId, r.sender);
+      dropRef(core, r.body_id);
+      if (s.outcome === "failed") failed.push({ queueId: s.queueId, error: s.error });
+    }
+    settled.push(s.queueId);
+  }
+  core.tx.afterCommit(() => {
+    for (const f of failed) core.log.info("queue.failed", f);
+  });
+  return settled;
+}
+
+/** queue.settle: the outcomes of one SMTP transaction, in one (group-committed) transaction. */
+export async function queueSettle(
+  core: Core,
+  committer: Committer,
+  req: CallReq<"queue.settle">,
+): Promise<CallRes<"queue.settle">> {
+  const entries = checkSettlements(req.entries);
+  const settled = await committer.submit(() => applySettlements(core, entries, null), () => {});
+  return { settled };
+}
+
+/**
+ * queue.report: commit the DSN upload to the entries' sender through the delivery path (null
+ * reverse-path, RFC 5321 §4.5.5) and settle the entries in the same savepoint of the same
+ * group commit. Nothing applied on failure: neither the report nor any entry change.
+ */
+export async function queueReport(
+  core: Core,
+  uploads: Uploads,
+  committer: Committer,
+  req: CallReq<"queue.report">,
+  peer: string,
+): Promise<CallRes<"queue.report">> {
+  const to = req.to;
+  // RFC 5321 §6.1: a report goes to the reverse-path; a null one is never reported to.
+  if (typeof to !== "string" || to === "") {
+    throw new StoreError("invalid", "a report needs the (non-null) sender to report to");
+  }
+  const entries = checkSettlements(req.entries);
+  let settled: number[] = [];
+  const res = await commitDelivery(
+    core,
+    uploads,
+    committer,
+    {
+      uploadId: Number(req.uploadId),
+      sender: "",
+      recipients: [{ address: to }],
+      localPrefix: req.localPrefix,
+    },
+    peer,
+    () => {
+      settled = applySettlements(core, entries, { sender: to });
+      // Every entry was settled already (by an earlier report): this one would be a repeat.
+      if (settled.length === 0) {
+        throw new StoreError("not_found", "no queue entry left to report on");
+      }
+    },
+  );
+  return { ...res, settled };
 }

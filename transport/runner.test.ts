@@ -341,7 +341,7 @@ describe("queue runner", () => {
     const s = server({ reply: (l) => (l.startsWith("RCPT") ? "550 5.1.1 gone" : undefined) });
     const { store, pass } = setup(config(s.port));
     const [id] = store.enqueue("alice@here.test", ["bob@there.test"], MSG);
-    store.failing.add("delivery.commit");
+    store.failing.add("queue.report");
     await pass();
     expect(store.failed).toEqual([]);
     expect(store.entries.get(id!)!.attempts).toBe(1);
@@ -467,10 +467,121 @@ describe("queue runner and a failing store", () => {
     const s = server();
     const { store, pass } = setup(config(s.port));
     store.enqueue("alice@here.test", ["bob@there.test"], MSG);
-    store.failing.add("queue.done");
+    store.failing.add("queue.settle");
     await pass();
     await pass(); // the entry is still due, but only the poll timer may take it again
     expect(s.messages().length).toBe(2);
     expect(store.entries.size).toBe(1);
+  });
+});
+
+describe("queue runner bookkeeping is atomic and per transaction", () => {
+  test("a bounce is committed with its entry: failing plain updates cannot repeat it", async () => {
+    const s = server({ reply: (l) => (l.startsWith("RCPT") ? "550 5.1.1 gone" : undefined) });
+    const { store, pass, clock } = setup(config(s.port));
+    const [id] = store.enqueue("alice@here.test", ["bob@there.test"], MSG);
+    // Before: the bounce was committed, then queue.fail failed and the entry stayed due, so
+    // the next pass bounced it again. Now no plain update takes part in a bounce.
+    store.failing.add("queue.settle");
+    store.failing.add("queue.fail");
+    store.failing.add("queue.defer");
+    await pass();
+    clock.now += 3_600_000;
+    await pass();
+    expect(store.entries.has(id!)).toBe(false);
+    expect(store.failed.map((f) => f.queueId)).toEqual([id!]);
+    expect(store.inbox("alice@here.test").length).toBe(1);
+    expect(store.reports).toBe(1);
+    expect(s.sessions.length).toBe(1); // the entry was gone: nothing to try on the second pass
+  });
+
+  test("a report the store cannot take changes nothing; the next pass sends exactly one", async () => {
+    const s = server({ reply: (l) => (l.startsWith("RCPT") ? "550 5.1.1 gone" : undefined) });
+    const { store, pass, clock } = setup(config(s.port));
+    const [id] = store.enqueue("alice@here.test", ["bob@there.test"], MSG);
+    store.failing.add("queue.report");
+    await pass();
+    expect(store.inbox("alice@here.test")).toEqual([]);
+    expect(store.entries.get(id!)!.attempts).toBe(1); // kept, deferred: the failure is not lost
+    store.failing.clear();
+    clock.now = store.entries.get(id!)!.nextAttemptAt;
+    await pass();
+    await pass();
+    expect(store.entries.has(id!)).toBe(false);
+    expect(store.inbox("alice@here.test").length).toBe(1);
+    expect(store.reports).toBe(1);
+  });
+
+  test("a delay notice and its mark are one update: at most one notice, even if settling fails", async () => {
+    const s = server({ greeting: "421 4.3.2 not now" });
+    const mb = config(s.port, { queue: { delayNoticeHours: 1, lifetimeHours: 10 } });
+    const { store, pass, clock } = setup(mb);
+    const [id] = store.enqueue("alice@here.test", ["bob@there.test"], MSG);
+    store.failing.add("queue.settle");
+    store.failing.add("queue.delayNotified");
+    clock.now += 3_600_000;
+    await pass();
+    const e = store.entries.get(id!)!;
+    expect(e.delayNotified).toBe(true);
+    expect(e.attempts).toBe(1); // deferred by the same update that records the notice
+    clock.now = e.nextAttemptAt;
+    await pass();
+    expect(store.inbox("alice@here.test").length).toBe(1);
+    expect(store.reports).toBe(1);
+  });
+
+  test("three transactions, the connection drops after the second 250: two done, one deferred", async () => {
+    const doneAtMail: number[][] = [];
+    let mails = 0;
+    const s = server({
+      reply: (l) => {
+        if (!l.startsWith("MAIL FROM")) return undefined;
+        // What the store holds when each transaction starts: the ones before are recorded.
+        doneAtMail.push([...store.done]);
+        return ++mails === 3 ? "close" : undefined;
+      },
+    });
+    const { store, pass } = setup(config(s.port));
+    // Three messages (three bodies) for one hop: three transactions on one connection.
+    const [first] = store.enqueue("alice@here.test", ["a@there.test"], MSG);
+    const [second] = store.enqueue("alice@here.test", ["b@there.test"], MSG + "2\r\n");
+    const [third] = store.enqueue("alice@here.test", ["c@there.test"], MSG + "3\r\n");
+    await pass();
+    expect(s.sessions.length).toBe(1);
+    expect(doneAtMail).toEqual([[], [first!], [first!, second!]]);
+    expect(store.done).toEqual([first!, second!]);
+    expect(store.defers.map((d) => d.queueId)).toEqual([third!]);
+    expect(store.defers[0]!.error).not.toBe("");
+    expect(store.entries.get(third!)!.attempts).toBe(1);
+  });
+
+  test("a transaction's bounce is in the sender's mailbox before the next transaction starts", async () => {
+    const inboxAtMail: number[] = [];
+    const s = server({
+      reply: (l) => {
+        if (l.startsWith("MAIL FROM")) inboxAtMail.push(store.inbox("alice@here.test").length);
+        return l.startsWith("RCPT TO:<a@") ? "550 5.1.1 no such user" : undefined;
+      },
+    });
+    const { store, pass } = setup(config(s.port));
+    const [first] = store.enqueue("alice@here.test", ["a@there.test"], MSG);
+    const [second] = store.enqueue("alice@here.test", ["b@there.test"], MSG + "2\r\n");
+    await pass();
+    expect(inboxAtMail).toEqual([0, 1]);
+    expect(store.failed.map((f) => f.queueId)).toEqual([first!]);
+    expect(store.done).toEqual([second!]);
+  });
+
+  test("when the store cannot record a transaction, the rest of the hop is not sent", async () => {
+    const s = server();
+    const { store, pass } = setup(config(s.port));
+    store.enqueue("alice@here.test", ["a@there.test"], MSG);
+    store.enqueue("alice@here.test", ["b@there.test"], MSG + "2\r\n");
+    store.failing.add("queue.settle");
+    await pass();
+    // Only the first went out: sending more would only widen what a retry repeats.
+    expect(s.messages().length).toBe(1);
+    expect(store.entries.size).toBe(2);
+    expect([...store.entries.values()].every((e) => e.attempts === 0)).toBe(true);
   });
 });

@@ -2,10 +2,13 @@
 // after each delivery), groups them per next hop, delivers each group over one connection with
 // at most smtp.queue.concurrency groups at once, and records every outcome in the store: done,
 // deferred with back-off, or failed with a DSN to the sender (RFC 3461/3464) delivered through
-// the store with the null reverse-path. Entries the store recorded as failed at receipt
+// the store with the null reverse-path. Each transaction is recorded as soon as its final
+// reply arrives, before the next one starts, and each DSN is committed together with the
+// entries it reports on (`queue.report`), so a crash re-sends at most the transaction in
+// flight and never repeats a report. Entries the store recorded as failed at receipt
 // (`failedStatus`: a local recipient over quota when its message was accepted for others) are
 // never attempted: they go straight to the same bounce path.
-import type { CallName, CallReq, QueueEntry } from "../ipc/store-api.ts";
+import type { QueueEntry, QueueSettlement } from "../ipc/store-api.ts";
 import { StoreError } from "../ipc/store-api.ts";
 import type { StoreClient } from "../ipc/store-client.ts";
 import type { Logger } from "../log/mod.ts";
@@ -186,10 +189,10 @@ export class QueueRunner {
   private async deliverHop(hop: string, entries: QueueEntry[]): Promise<void> {
     const mb = this.config();
     const log = this.log.child("hop");
-    const results = new Map<number, Outcome>();
     const plan = await planRoute(hop, mb, this.dns(mb), this.readPassword, this.smtpPort);
     if (!plan.ok) {
       log.info("route_failed", { hop, error: plan.error });
+      const results = new Map<number, Outcome>();
       for (const e of entries) {
         results.set(e.queueId, {
           kind: plan.temporary ? "temporary" : "permanent",
@@ -241,14 +244,27 @@ export class QueueRunner {
           );
           break;
         }
+        pending = pending.slice(1);
+        const txResults = new Map<number, Outcome>();
         tx.forEach((e) => {
           const o = outcomes.find((x) => x.address === e.recipient);
-          if (o) results.set(e.queueId, o);
+          if (o) txResults.set(e.queueId, o);
         });
-        pending = pending.slice(1);
+        // Record this transaction before the next one starts: a crash from here on re-sends
+        // at most the transaction in flight (the duplicate window RFC 1047 describes), never
+        // what the server already took. One record at a time per hop, so the store sees at
+        // most smtp.queue.concurrency of them at once. If it cannot record, stop sending more.
+        try {
+          await this.record(tx, txResults);
+        } catch (err) {
+          await client.quit();
+          throw err;
+        }
       }
       await client.quit();
     }
+    if (pending.length === 0) return;
+    const results = new Map<number, Outcome>();
     for (const tx of pending) {
       for (const e of tx) {
         results.set(e.queueId, {
@@ -261,7 +277,7 @@ export class QueueRunner {
         });
       }
     }
-    await this.record(entries, results);
+    await this.record(pending.flat(), results);
   }
 
   private message(tx: QueueEntry[]): OutboundMessage {
@@ -278,20 +294,21 @@ export class QueueRunner {
     };
   }
 
-  /** Turn outcomes into queue records and DSNs. */
+  /**
+   * Turn outcomes into queue records and DSNs: each DSN is committed with the entries it
+   * reports on (`queue.report`), everything else in one `queue.settle`. Throws when the store
+   * could not record (the entries stay due, for the poll timer).
+   */
   private async record(entries: QueueEntry[], results: Map<number, Outcome>): Promise<void> {
     const mb = this.config();
     const now = this.now();
-    const bounces = new DsnBatch();
-    const delays = new DsnBatch();
-    const relays = new DsnBatch();
-    let bookkeepingFailures = 0;
-    const update = async <M extends CallName>(method: M, req: CallReq<M>) => {
-      if (!(await this.safeCall(method, req))) bookkeepingFailures++;
+    const reports = { failed: new DsnBatch(), delayed: new DsnBatch(), relayed: new DsnBatch() };
+    const settle = new Map<number, QueueSettlement>();
+    const defer = (e: QueueEntry, error: string) => {
+      const at = nextAttemptAt(now, e.attempts, mb);
+      settle.set(e.queueId, { queueId: e.queueId, outcome: "deferred", error, nextAttemptAt: at });
+      this.wakeAt = Math.min(this.wakeAt, at);
     };
-    const done: QueueEntry[] = [];
-    const fail: { e: QueueEntry; error: string }[] = [];
-    const defer: { e: QueueEntry; error: string }[] = [];
     for (const e of entries) {
       const o = results.get(e.queueId);
       if (!o) continue;
@@ -313,9 +330,11 @@ export class QueueRunner {
           remote: o.remoteMta,
           reply: o.diagnostic,
         });
-        done.push(e);
+        settle.set(e.queueId, { queueId: e.queueId, outcome: "done" });
         // RFC 3461 §5.2.2.4 (relayed): the next server cannot report success for us.
-        if (o.relayedWithoutDsn && e.sender !== "") relays.add(e, rcpt("relayed", "2.0.0"));
+        if (o.relayedWithoutDsn && e.sender !== "") {
+          reports.relayed.add(e, rcpt("relayed", "2.0.0"));
+        }
         continue;
       }
       if (this.abort.signal.aborted) continue; // shutting down: leave it due, untouched
@@ -328,10 +347,10 @@ export class QueueRunner {
           ? `queue lifetime exceeded; last error: ${o.diagnostic}`
           : o.diagnostic;
         this.log.warn("failed", { queueId: e.queueId, to: e.recipient, error });
-        fail.push({ e, error });
+        settle.set(e.queueId, { queueId: e.queueId, outcome: "failed", error });
         // Never bounce a bounce (RFC 5321 §6.1, §4.5.5); respect NOTIFY (RFC 3461 §4.1).
         if (e.sender !== "" && notifyAllows(e.dsnNotify, "FAILURE")) {
-          bounces.add(e, {
+          reports.failed.add(e, {
             ...rcpt("failed", status),
             diagnostic: error,
             diagnosticFromServer: o.fromServer && !tooOld,
@@ -340,65 +359,58 @@ export class QueueRunner {
         continue;
       }
       this.log.info("deferred", { queueId: e.queueId, to: e.recipient, error: o.diagnostic });
-      defer.push({ e, error: o.diagnostic });
+      defer(e, o.diagnostic);
       if (
         e.sender !== "" && !e.delayNotified && delayNoticeDue(e.createdAt, now, mb) &&
         notifyAllows(e.dsnNotify, "DELAY")
-      ) delays.add(e, rcpt("delayed", o.status.replace(/^5/, "4")));
+      ) reports.delayed.add(e, rcpt("delayed", o.status.replace(/^5/, "4")));
     }
 
-    // Bounces first: the body must still be in the queue to be returned, and a bounce that
-    // cannot be written keeps its entry (deferred), so no failure goes unreported.
-    const unbounced = new Set<number>();
-    for (const group of bounces.groups()) {
-      const ok = await this.sendDsn(group.entries, group.recipients, "failed", mb);
-      if (!ok) group.entries.forEach((e) => unbounced.add(e.queueId));
-    }
-    for (const { e, error } of fail) {
-      if (unbounced.has(e.queueId)) defer.push({ e, error });
-      else await update("queue.fail", { queueId: e.queueId, error });
-    }
-    for (const group of delays.groups()) {
-      if (await this.sendDsn(group.entries, group.recipients, "delayed", mb)) {
-        for (const e of group.entries) {
-          await this.safeCall("queue.delayNotified", { queueId: e.queueId });
+    // Bounces first, while every body is still queued to be returned. A report settles its
+    // entries in the same store transaction; one the store cannot take changes nothing, and
+    // its entries fall back: a failure is deferred (so no failure goes unreported), a delay
+    // is deferred without its notice (sent on a later attempt), a relayed success is done.
+    for (const kind of ["failed", "delayed", "relayed"] as const) {
+      for (const group of reports[kind].groups()) {
+        const own = group.entries.map((e) => settle.get(e.queueId)!);
+        if (await this.sendReport(group.entries, group.recipients, kind, own, mb)) {
+          for (const e of group.entries) settle.delete(e.queueId);
+        } else if (kind === "failed") {
+          group.entries.forEach((e, i) => defer(e, errorOf(own[i]!)));
         }
       }
     }
-    for (const group of relays.groups()) {
-      await this.sendDsn(group.entries, group.recipients, "relayed", mb);
+    if (settle.size === 0) return;
+    try {
+      await this.store.call("queue.settle", { entries: [...settle.values()] });
+    } catch (err) {
+      // Entries the store could not update are still due: leave them to the poll timer rather
+      // than looping on them at once.
+      this.log.error("queue_update_failed", { method: "queue.settle", err });
+      throw new Error(`${settle.size} queue updates failed`);
     }
-    for (const e of done) await update("queue.done", { queueId: e.queueId });
-    for (const { e, error } of defer) {
-      const at = nextAttemptAt(now, e.attempts, mb);
-      await update("queue.defer", { queueId: e.queueId, error, nextAttemptAt: at });
-      this.wakeAt = Math.min(this.wakeAt, at);
-    }
-    // Entries the store could not update are still due: leave them to the poll timer rather
-    // than looping on them at once.
-    if (bookkeepingFailures > 0) throw new Error(`${bookkeepingFailures} queue updates failed`);
   }
 
-  /** Write a DSN into the store for the sender; false when the store could not take it. */
-  private async sendDsn(
+  /**
+   * Render a DSN and commit it into the store for the sender together with `settle`, the new
+   * state of the entries it reports on; false when the store took neither.
+   */
+  private async sendReport(
     entries: QueueEntry[],
     recipients: DsnRecipient[],
     kind: DsnAction,
+    settle: QueueSettlement[],
     mb: Metabase,
   ): Promise<boolean> {
     const first = entries[0]!;
     const ret = kind === "failed" ? (first.dsnRet ?? "FULL") : "HDRS";
+    const body = () => bodyGoneAware(this.store.stream("queue.read", { queueId: first.queueId }));
     const original = (withBody: boolean) =>
       withBody
         ? {
           kind: ret,
           eightBit: first.bodyType === "8BITMIME" || first.smtputf8 === true,
-          bytes: ret === "FULL"
-            ? this.store.stream("queue.read", { queueId: first.queueId })
-            : headerOnly(
-              this.store.stream("queue.read", { queueId: first.queueId }),
-              mb.smtp.queue.bounceHeadersMaxBytes,
-            ),
+          bytes: ret === "FULL" ? body() : headerOnly(body(), mb.smtp.queue.bounceHeadersMaxBytes),
         }
         : null;
     for (const withBody of [true, false]) {
@@ -412,7 +424,7 @@ export class QueueRunner {
           recipients,
           original: original(withBody),
         };
-        await this.commitDsn(report.to, renderDsn(report));
+        await this.commitReport(report.to, renderDsn(report), settle);
         this.log.info("dsn_sent", {
           kind,
           to: first.sender,
@@ -421,7 +433,7 @@ export class QueueRunner {
         return true;
       } catch (err) {
         // The body vanished from the queue: report without it rather than not at all.
-        if (withBody && err instanceof StoreError && err.code === "not_found") continue;
+        if (withBody && err instanceof BodyGone) continue;
         this.log.error("dsn_failed", { kind, to: first.sender, err });
         return false;
       }
@@ -429,17 +441,21 @@ export class QueueRunner {
     return false;
   }
 
-  private async commitDsn(to: string, bytes: AsyncIterable<Uint8Array>): Promise<void> {
+  private async commitReport(
+    to: string,
+    bytes: AsyncIterable<Uint8Array>,
+    entries: QueueSettlement[],
+  ): Promise<void> {
     const { uploadId } = await this.store.call("body.begin", {});
     try {
       for await (const chunk of bytes) await this.store.call("body.append", { uploadId, chunk });
       // The null reverse-path (RFC 5321 §4.5.5): a DSN is never answered by another DSN.
-      const res = await this.store.call("delivery.commit", {
+      const res = await this.store.call("queue.report", {
         uploadId,
-        sender: "",
-        recipients: [{ address: to }],
+        to,
         // RFC 5321 §4.4: final delivery records the (null) reverse-path.
         localPrefix: new TextEncoder().encode("Return-Path: <>\r\n"),
+        entries,
       });
       for (const f of res.failed) {
         this.log.warn("dsn_undeliverable", { to: f.address, reason: f.reason });
@@ -449,17 +465,22 @@ export class QueueRunner {
       throw err;
     }
   }
+}
 
-  /** Queue bookkeeping; a failure is logged (false) and the entry stays due (retried later). */
-  private async safeCall<M extends CallName>(method: M, req: CallReq<M>): Promise<boolean> {
-    try {
-      await this.store.call(method, req);
-      return true;
-    } catch (err) {
-      this.log.error("queue_update_failed", { method, err });
-      return false;
-    }
+/** The returned original could not be read because its queue entry or body is gone. */
+class BodyGone extends Error {}
+
+async function* bodyGoneAware(src: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+  try {
+    yield* src;
+  } catch (err) {
+    if (err instanceof StoreError && err.code === "not_found") throw new BodyGone(err.message);
+    throw err;
   }
+}
+
+function errorOf(s: QueueSettlement): string {
+  return s.outcome === "done" ? "" : s.error;
 }
 
 /** The next-hop domain: the entry's, else the recipient's domain. */

@@ -1,10 +1,13 @@
-// Owns: an in-memory StoreService double for transport tests: just the queue, bodies and
-// delivery.commit, with the semantics ipc/store-api.ts documents for them. Local domains'
-// mail lands in `mailboxes`; remote recipients become queue entries. Bodies are streamed back
-// in deliberately tiny chunks so chunk-boundary bugs show.
+// Owns: an in-memory StoreService double for transport tests: just the queue, bodies,
+// delivery.commit and queue.report, with the semantics ipc/store-api.ts documents for them.
+// Local domains' mail lands in `mailboxes`; remote recipients become queue entries. Bodies are
+// streamed back in deliberately tiny chunks so chunk-boundary bugs show.
 import {
   type CallName,
+  type CallReq,
+  type CallRes,
   type QueueEntry,
+  type QueueSettlement,
   StoreError,
   type StoreTopics,
 } from "../../ipc/store-api.ts";
@@ -31,6 +34,8 @@ export class MemoryStore {
   private readonly uploads = new Map<number, Uint8Array[]>();
   private nextId = 1;
   private publish: Publisher = () => {};
+  /** queue.report calls that committed. */
+  reports = 0;
   /** Bytes per chunk of queue.read. */
   chunkBytes = 7;
   /** Calls that should throw (fault injection). */
@@ -85,6 +90,58 @@ export class MemoryStore {
     return queueId;
   }
 
+  /** One settlement, as queue.settle and queue.report apply it; false if the entry is gone. */
+  private settleOne(s: QueueSettlement, delayNotice: boolean): boolean {
+    const e = this.entries.get(s.queueId);
+    if (!e || (delayNotice && s.outcome === "deferred" && e.delayNotified)) return false;
+    if (s.outcome === "deferred") {
+      e.attempts++;
+      e.lastError = s.error;
+      e.nextAttemptAt = s.nextAttemptAt;
+      if (delayNotice) e.delayNotified = true;
+      this.defers.push({ queueId: s.queueId, error: s.error, nextAttemptAt: s.nextAttemptAt });
+      return true;
+    }
+    this.entries.delete(s.queueId);
+    if (s.outcome === "done") this.done.push(s.queueId);
+    else this.failed.push({ queueId: s.queueId, error: s.error });
+    return true;
+  }
+
+  private deliver(req: CallReq<"delivery.commit">): CallRes<"delivery.commit"> {
+    const parts = this.uploads.get(req.uploadId);
+    if (!parts) throw new StoreError("not_found", "no such upload");
+    this.uploads.delete(req.uploadId);
+    const body = Buffer.concat(parts);
+    const bodyId = this.nextId++;
+    this.bodies.set(bodyId, body);
+    const res = {
+      delivered: [] as { address: string; messageId: number }[],
+      queued: [] as { address: string; queueId: number }[],
+      failed: [] as { address: string; code: "not_found"; reason: string }[],
+    };
+    for (const r of req.recipients) {
+      const domain = r.address.slice(r.address.lastIndexOf("@") + 1).toLowerCase();
+      if (this.localDomains.includes(domain)) {
+        const box = this.mailboxes.get(r.address) ?? [];
+        box.push({ sender: req.sender, body });
+        this.mailboxes.set(r.address, box);
+        res.delivered.push({ address: r.address, messageId: this.nextId++ });
+      } else if (r.address === "") {
+        res.failed.push({ address: r.address, code: "not_found", reason: "empty address" });
+      } else {
+        const queueId = this.addEntry(req.sender, r.address, bodyId, body.length, {
+          dsnNotify: r.dsnNotify ?? null,
+          orcpt: r.orcpt ?? null,
+          envid: req.envid ?? null,
+          dsnRet: req.ret ?? null,
+        });
+        res.queued.push({ address: r.address, queueId });
+      }
+    }
+    return res;
+  }
+
   private entry(queueId: number): QueueEntry {
     const e = this.entries.get(queueId);
     if (!e) throw new StoreError("not_found", `no queue entry ${queueId}`);
@@ -108,39 +165,31 @@ export class MemoryStore {
         this.uploads.delete(uploadId);
         return null;
       },
-      "delivery.commit": (req) => {
-        const parts = this.uploads.get(req.uploadId);
-        if (!parts) throw new StoreError("not_found", "no such upload");
-        this.uploads.delete(req.uploadId);
-        const body = Buffer.concat(parts);
-        const bodyId = this.nextId++;
-        this.bodies.set(bodyId, body);
-        const res = {
-          delivered: [] as { address: string; messageId: number }[],
-          queued: [] as { address: string; queueId: number }[],
-          failed: [] as { address: string; code: "not_found"; reason: string }[],
+      "delivery.commit": (req) => this.deliver(req),
+      // All or nothing, as the store's one transaction: checks first, then every change.
+      "queue.report": (req) => {
+        if (!this.uploads.has(req.uploadId)) throw new StoreError("not_found", "no such upload");
+        const live = req.entries.filter((s) => {
+          const e = this.entries.get(s.queueId);
+          if (e && e.sender !== req.to) throw new StoreError("invalid", "another sender's entry");
+          return e && !(s.outcome === "deferred" && e.delayNotified);
+        });
+        if (live.length === 0) throw new StoreError("not_found", "no queue entry left");
+        const res = this.deliver({
+          uploadId: req.uploadId,
+          sender: "",
+          recipients: [{ address: req.to }],
+          localPrefix: req.localPrefix,
+        });
+        this.reports++;
+        return {
+          ...res,
+          settled: live.filter((s) => this.settleOne(s, true)).map((s) => s.queueId),
         };
-        for (const r of req.recipients) {
-          const domain = r.address.slice(r.address.lastIndexOf("@") + 1).toLowerCase();
-          if (this.localDomains.includes(domain)) {
-            const box = this.mailboxes.get(r.address) ?? [];
-            box.push({ sender: req.sender, body });
-            this.mailboxes.set(r.address, box);
-            res.delivered.push({ address: r.address, messageId: this.nextId++ });
-          } else if (r.address === "") {
-            res.failed.push({ address: r.address, code: "not_found", reason: "empty address" });
-          } else {
-            const queueId = this.addEntry(req.sender, r.address, bodyId, body.length, {
-              dsnNotify: r.dsnNotify ?? null,
-              orcpt: r.orcpt ?? null,
-              envid: req.envid ?? null,
-              dsnRet: req.ret ?? null,
-            });
-            res.queued.push({ address: r.address, queueId });
-          }
-        }
-        return res;
       },
+      "queue.settle": ({ entries }) => ({
+        settled: entries.filter((s) => this.settleOne(s, false)).map((s) => s.queueId),
+      }),
       "queue.due": ({ now, limit }) => {
         return [...this.entries.values()]
           .filter((e) => e.nextAttemptAt <= now)
