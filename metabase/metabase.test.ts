@@ -136,3 +136,10 @@ describe("metabase validation", () => {
     ]);
   });
 });
+
+test("README.md's metabase reference is the one the schema generates", async () => {
+  const { metabaseReference, BEGIN, END } = await import("./reference.ts");
+  const readme = await Bun.file(new URL("../README.md", import.meta.url)).text();
+  const section = readme.slice(readme.indexOf(BEGIN), readme.indexOf(END) + END.length);
+  expect(section).toBe(metabaseReference());
+});

@@ -20,8 +20,12 @@ const cidr = z.string().regex(
 const seconds = (d: number) => z.number().positive().default(d);
 
 const listenerFields = {
-  name: z.string().min(1).regex(/^[A-Za-z0-9_.-]+$/, "letters, digits, _ . - only"),
-  bind: ipAddress.default("127.0.0.1"),
+  name: z.string().min(1).regex(/^[A-Za-z0-9_.-]+$/, "letters, digits, _ . - only").describe(
+    "Unique across all listeners; used by `posthorn listener start|stop NAME`",
+  ),
+  bind: ipAddress.default("127.0.0.1").describe(
+    "Address to listen on; 0.0.0.0 or :: for every interface",
+  ),
   port,
   tls: tlsMode.default("none"),
   state: listenerState.default("started"),
@@ -32,26 +36,36 @@ export const SmtpConnector = z.strictObject({
   role: z.enum(["mx", "submission"]).default("mx").describe(
     "mx: accepts mail for local domains from anyone; submission: for authenticated users",
   ),
-  auth: z.enum(["none", "optional", "required"]).default("optional"),
+  auth: z.enum(["none", "optional", "required"]).default("optional").describe(
+    "none: AUTH not offered; optional: offered; required: MAIL refused before AUTH (530 5.7.0)",
+  ),
   relayNetworks: z.array(cidr).default([]).describe(
     "Client addresses allowed to relay without AUTH",
   ),
-  maxMessageBytes: z.number().int().positive().default(50 * 1024 * 1024),
-  maxRecipients: z.number().int().positive().default(100),
-  banner: z.string().max(200).default("Posthorn ESMTP"),
-  commandTimeoutSeconds: seconds(300), // RFC 5321 §4.5.3.2.7: at least 5 minutes
-  dataTimeoutSeconds: seconds(600), // RFC 5321 §4.5.3.2.6: 10 minutes
+  maxMessageBytes: z.number().int().positive().default(50 * 1024 * 1024).describe(
+    "SIZE advertised and enforced while streaming (552 5.3.4)",
+  ),
+  maxRecipients: z.number().int().positive().default(100).describe(
+    "RCPT per transaction (452 4.5.3 beyond)",
+  ),
+  banner: z.string().max(200).default("Posthorn ESMTP").describe(
+    "Text after the host name in the 220 greeting",
+  ),
+  commandTimeoutSeconds: seconds(300).describe(
+    "Idle time between commands (RFC 5321 §4.5.3.2.7: at least 5 min)",
+  ),
+  dataTimeoutSeconds: seconds(600).describe("Idle time inside DATA/BDAT (RFC 5321 §4.5.3.2.6)"),
 });
 export type SmtpConnector = z.infer<typeof SmtpConnector>;
 
 export const Listener = z.strictObject({
   ...listenerFields,
-  idleTimeoutSeconds: seconds(600),
+  idleTimeoutSeconds: seconds(600).describe("A session silent this long is closed"),
 });
 export type Listener = z.infer<typeof Listener>;
 
 const engineFields = {
-  enabled: z.boolean().default(true),
+  enabled: z.boolean().default(true).describe("false: the engine and all its listeners are off"),
   poolSize: z.number().int().min(1).max(64).default(1).describe(
     "Workers sharing this engine's ports (reusePort)",
   ),
@@ -59,22 +73,26 @@ const engineFields = {
 
 export const SmtpRoute = z.strictObject({
   domain: z.string().min(1).describe("Recipient domain, or * for every remote domain"),
-  host: z.string().min(1),
+  host: z.string().min(1).describe("Next hop: host name or address"),
   port: port.default(25),
-  tls: z.enum(["none", "opportunistic", "required"]).default("opportunistic"),
+  tls: z.enum(["none", "opportunistic", "required"]).default("opportunistic").describe(
+    "STARTTLS toward the next hop: never, when offered, or always (else defer)",
+  ),
   verifyCertificate: z.boolean().default(false).describe(
     "Refuse a TLS certificate that does not verify (otherwise it is accepted and logged)",
   ),
 });
 
 export const Smarthost = z.strictObject({
-  host: z.string().min(1),
+  host: z.string().min(1).describe("The relay host"),
   port: port.default(587),
-  tls: z.enum(["none", "opportunistic", "required", "implicit"]).default("required"),
+  tls: z.enum(["none", "opportunistic", "required", "implicit"]).default("required").describe(
+    "TLS toward the relay; AUTH is never sent without it",
+  ),
   verifyCertificate: z.boolean().default(false).describe(
     "Refuse a TLS certificate that does not verify (otherwise it is accepted and logged)",
   ),
-  username: z.string().nullable().default(null),
+  username: z.string().nullable().default(null).describe("AUTH user name (null: no AUTH)"),
   passwordFile: z.string().nullable().default(null).describe(
     "File holding the password (never inline)",
   ),
@@ -82,33 +100,49 @@ export const Smarthost = z.strictObject({
 
 export const SmtpSection = z.strictObject({
   ...engineFields,
-  connectors: z.array(SmtpConnector).default([]),
+  connectors: z.array(SmtpConnector).default([]).describe(
+    "Receive connectors: any number of listeners into one transport",
+  ),
   queue: z.strictObject({
-    lifetimeHours: z.number().positive().default(120),
-    delayNoticeHours: z.number().positive().default(4),
-    retryBaseSeconds: z.number().positive().default(60),
-    retryMaxSeconds: z.number().positive().default(3600),
-    concurrency: z.number().int().positive().default(8),
-    connectTimeoutSeconds: seconds(30),
+    lifetimeHours: z.number().positive().default(120).describe(
+      "A message undelivered this long is bounced",
+    ),
+    delayNoticeHours: z.number().positive().default(4).describe(
+      "One delay notice (DSN) after this long",
+    ),
+    retryBaseSeconds: z.number().positive().default(60).describe(
+      "First retry; doubles per attempt",
+    ),
+    retryMaxSeconds: z.number().positive().default(3600).describe("Longest wait between retries"),
+    concurrency: z.number().int().positive().default(8).describe("Next hops delivered to at once"),
+    connectTimeoutSeconds: seconds(30).describe("TCP connect to a next hop"),
     pollSeconds: seconds(30).describe("How often the queue runner looks for due entries"),
     batchSize: z.number().int().positive().default(200).describe("Due entries fetched per look"),
     recipientsPerTransaction: z.number().int().positive().default(50).describe(
       "RCPT commands in one outbound SMTP transaction",
     ),
-    dnsTimeoutSeconds: seconds(10),
-    dnsTries: z.number().int().positive().default(2),
+    dnsTimeoutSeconds: seconds(10).describe("Per DNS query (MX, A, AAAA)"),
+    dnsTries: z.number().int().positive().default(2).describe("DNS attempts per query"),
     bounceHeadersMaxBytes: z.number().int().min(1024).default(256 * 1024).describe(
       "Most header bytes returned in a DSN with RET=HDRS (and in delay notices)",
     ),
   }).prefault({}),
   client: z.strictObject({
     // RFC 5321 §4.5.3.2: the minimum timeouts an SMTP client should wait per stage.
-    greetingTimeoutSeconds: seconds(300), // §4.5.3.2.1
-    mailTimeoutSeconds: seconds(300), // §4.5.3.2.2 (also EHLO, STARTTLS, AUTH, RSET, QUIT)
-    rcptTimeoutSeconds: seconds(300), // §4.5.3.2.3
-    dataInitTimeoutSeconds: seconds(120), // §4.5.3.2.4
-    dataBlockTimeoutSeconds: seconds(180), // §4.5.3.2.5 (each write, each BDAT reply)
-    dataTermTimeoutSeconds: seconds(600), // §4.5.3.2.6
+    greetingTimeoutSeconds: seconds(300).describe(
+      "Outbound: wait for the 220 (RFC 5321 §4.5.3.2.1)",
+    ),
+    mailTimeoutSeconds: seconds(300).describe(
+      "Outbound: MAIL, EHLO, STARTTLS, AUTH replies (§4.5.3.2.2)",
+    ),
+    rcptTimeoutSeconds: seconds(300).describe("Outbound: RCPT replies (§4.5.3.2.3)"),
+    dataInitTimeoutSeconds: seconds(120).describe("Outbound: the 354 (§4.5.3.2.4)"),
+    dataBlockTimeoutSeconds: seconds(180).describe(
+      "Outbound: each write, each BDAT reply (§4.5.3.2.5)",
+    ),
+    dataTermTimeoutSeconds: seconds(600).describe(
+      "Outbound: the reply to the final dot (§4.5.3.2.6)",
+    ),
     replyLineBytes: z.number().int().min(512).default(4096).describe(
       "Longest reply line accepted from a server (RFC 5321 §4.5.3.1.5 says 512)",
     ),
@@ -117,7 +151,9 @@ export const SmtpSection = z.strictObject({
     ),
   }).prefault({}),
   routes: z.array(SmtpRoute).default([]).describe("Static routes; tried before MX lookup"),
-  smarthost: Smarthost.nullable().default(null),
+  smarthost: Smarthost.nullable().default(null).describe(
+    "Relay every remote message through this host (with AUTH); null: MX lookup",
+  ),
   maxHops: z.number().int().positive().default(50).describe(
     "Received: headers before a loop is declared",
   ),
@@ -128,11 +164,13 @@ export const SmtpSection = z.strictObject({
 
 const listenerEngine = z.strictObject({
   ...engineFields,
-  listeners: z.array(Listener).default([]),
+  listeners: z.array(Listener).default([]).describe("Listeners of this engine"),
 });
 
 export const Domain = z.strictObject({
-  name: z.string().min(1).regex(/^[a-z0-9.-]+$/, "lower-case domain name"),
+  name: z.string().min(1).regex(/^[a-z0-9.-]+$/, "lower-case domain name").describe(
+    "A local mail domain",
+  ),
   catchAll: z.string().nullable().default(null).describe(
     "Local address receiving mail for unknown users",
   ),
@@ -154,7 +192,7 @@ export const Metabase = z.strictObject({
     certFile: z.string().nullable().default(null).describe(
       "PEM; null: a self-signed certificate is generated",
     ),
-    keyFile: z.string().nullable().default(null),
+    keyFile: z.string().nullable().default(null).describe("PEM private key matching certFile"),
   }).prefault({}),
   auth: z.strictObject({
     plaintext: z.enum(["tls", "tls-or-loopback", "always"]).default("tls-or-loopback").describe(
@@ -170,16 +208,22 @@ export const Metabase = z.strictObject({
     accountTrustSeconds: z.number().int().min(0).default(86400).optional().describe(
       "A client IP that logged in to an account is exempt from that account's throttle this long (0: never), so failures from elsewhere cannot lock the owner out",
     ),
-    failureDelayMs: z.number().int().min(0).default(1000),
-    credentialCacheSeconds: z.number().min(0).default(60),
-    maxHashesInFlight: z.number().int().positive().default(4),
+    failureDelayMs: z.number().int().min(0).default(1000).describe(
+      "Each failed login is answered this much later",
+    ),
+    credentialCacheSeconds: z.number().min(0).default(60).describe(
+      "A verified password is remembered this long (argon2id costs ~110 ms and 64 MiB a check)",
+    ),
+    maxHashesInFlight: z.number().int().positive().default(4).describe(
+      "argon2id checks running at once",
+    ),
     hashWaitMs: z.number().int().positive().default(5000).describe(
       "How long a login waits for a free hashing slot before a temporary failure",
     ),
   }).prefault({}),
-  domains: z.array(Domain).default([]),
+  domains: z.array(Domain).default([]).describe("Local mail domains (posthorn domain add|remove)"),
   store: z.strictObject({
-    dir: z.string().default("store"),
+    dir: z.string().default("store").describe("SQLite database and page file; relative to dataDir"),
     durability: z.enum(["always", "group", "off"]).default("group").describe(
       "always: fsync each delivery; group: share fsyncs between concurrent deliveries; off: tests only",
     ),
@@ -189,11 +233,13 @@ export const Metabase = z.strictObject({
     pageBytes: z.number().int().refine(
       (n) => n >= 512 && (n & (n - 1)) === 0,
       "a power of two ≥ 512",
-    ).default(
-      4096,
+    ).default(4096).describe("Page size of the page file; fixed when the store is created"),
+    quotaBytes: z.number().int().positive().nullable().default(null).describe(
+      "Default mailbox quota in bytes (null: none); per-user quotas override it",
     ),
-    quotaBytes: z.number().int().positive().nullable().default(null),
-    quotaMessages: z.number().int().positive().nullable().default(null),
+    quotaMessages: z.number().int().positive().nullable().default(null).describe(
+      "Default mailbox quota in messages (null: none)",
+    ),
     maxUploads: z.number().int().positive().default(1000).describe(
       "Messages being received at once, across every engine",
     ),
@@ -205,9 +251,15 @@ export const Metabase = z.strictObject({
     ),
   }).prefault({}),
   ipc: z.strictObject({
-    heapBytes: z.number().int().min(1 << 20).default(64 * 1024 * 1024),
-    ringSlots: z.number().int().min(16).default(1024),
-    chunkBytes: z.number().int().min(1024).default(64 * 1024),
+    heapBytes: z.number().int().min(1 << 20).default(64 * 1024 * 1024).describe(
+      "Shared-memory heap between the engines and the store (full: temporary failures, never growth)",
+    ),
+    ringSlots: z.number().int().min(16).default(1024).describe(
+      "Handles per ring (requests in flight per binding)",
+    ),
+    chunkBytes: z.number().int().min(1024).default(64 * 1024).describe(
+      "Bytes per chunk of a streamed body",
+    ),
     streamWindowChunks: z.number().int().min(1).max(1024).default(8).describe(
       "Stream chunks in flight per store stream (credit window): bounds memory per stream",
     ),
@@ -217,7 +269,9 @@ export const Metabase = z.strictObject({
     dataLineBytes: z.number().int().min(1000).default(64 * 1024).describe(
       "Longest line inside a message",
     ),
-    connectionsPerIp: z.number().int().positive().default(20),
+    connectionsPerIp: z.number().int().positive().default(20).describe(
+      "Open sessions per client address, per listener",
+    ),
     maxConnections: z.number().int().positive().default(2000).describe("Per engine worker"),
     pipelineDepth: z.number().int().positive().default(100).describe(
       "Commands buffered before reading stops",
@@ -227,18 +281,30 @@ export const Metabase = z.strictObject({
     ),
   }).prefault({}),
   supervisor: z.strictObject({
-    restartMinMs: z.number().int().min(0).default(100),
-    restartMaxMs: z.number().int().positive().default(30_000),
-    shutdownGraceSeconds: z.number().positive().default(10),
-    healthIntervalSeconds: z.number().positive().default(60),
+    restartMinMs: z.number().int().min(0).default(100).describe(
+      "First restart delay of a crashed worker; doubles per crash",
+    ),
+    restartMaxMs: z.number().int().positive().default(30_000).describe("Longest restart delay"),
+    shutdownGraceSeconds: z.number().positive().default(10).describe(
+      "Time sessions get to finish their transaction at shutdown or when their listener changes",
+    ),
+    healthIntervalSeconds: z.number().positive().default(60).describe(
+      "A health line in the event log this often",
+    ),
     storeWatchdogSeconds: z.number().min(0).default(30).describe(
       "The store must answer a ping within this long, twice running, or it is restarted (0: off)",
     ),
   }).prefault({}),
   logging: z.strictObject({
-    level: z.enum(["debug", "info", "warn", "error"]).default("info"),
-    file: z.string().nullable().default("log/events.jsonl"),
-    stderr: z.enum(["pretty", "json", "off"]).default("pretty"),
+    level: z.enum(["debug", "info", "warn", "error"]).default("info").describe(
+      "Least severe event logged",
+    ),
+    file: z.string().nullable().default("log/events.jsonl").describe(
+      "Event log as JSON lines, relative to dataDir (null: none)",
+    ),
+    stderr: z.enum(["pretty", "json", "off"]).default("pretty").describe(
+      "The event log on standard error",
+    ),
   }).prefault({}),
   smtp: SmtpSection.prefault({}),
   pop3: listenerEngine.prefault({}),
