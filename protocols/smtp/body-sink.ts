@@ -1,13 +1,14 @@
-// The body of one message on its way into the store: content lines are checked, counted
-// against the size limit and packed into chunks of ipc.chunkBytes, each sent with body.append
-// while the connection is paused. Memory held is about one chunk, whatever the message size.
-// The first failure (too big, bare LF, loop, store error) aborts the upload at once; the rest of
-// the message is read and dropped so the reply can come at its end (RFC 1870 §6.2).
+// The body of one message on its way into the store: the DATA or BDAT content is checked and
+// unstuffed in bulk by a DataScanner, and what it passes is packed into chunks of
+// ipc.chunkBytes, each sent with body.append while the connection is paused. Memory held is
+// about one chunk plus one network read, whatever the message size. The first failure (too
+// big, bare CR/LF, overlong line, loop, store error) aborts the upload at once; the rest of the
+// message is read and dropped so the reply can come at its end (RFC 1870 §6.2).
 import type { CallReq, CallRes } from "../../ipc/store-api.ts";
 import type { StoreClient } from "../../ipc/store-client.ts";
 import type { Logger } from "../../log/mod.ts";
-import { ContentCheck } from "./content-check.ts";
-import { type Reply, reply } from "./reply.ts";
+import { DataScanner, type ScanMode, type ScanOutput } from "./data-scanner.ts";
+import type { Reply } from "./reply.ts";
 import { replyForStoreError } from "./store-replies.ts";
 
 export interface BodyLimits {
@@ -17,20 +18,17 @@ export interface BodyLimits {
   dataLineBytes: number;
 }
 
-const CRLF = new Uint8Array([0x0d, 0x0a]);
-
 export type CommitRequest = Omit<CallReq<"delivery.commit">, "uploadId">;
 
-export class BodySink {
+export class BodySink implements ScanOutput {
   #uploadId: number | null = null;
   #ready: Uint8Array[] = [];
   #current: Uint8Array;
   #used = 0;
   #aborted = false;
   #committing = false;
-  #check: ContentCheck;
-  /** Client message bytes (after unstuffing), without the Received: header we add. */
-  size = 0;
+  #scanner: DataScanner | null = null;
+  #mode: ScanMode | null = null;
   failure: Reply | null = null;
 
   constructor(
@@ -39,7 +37,11 @@ export class BodySink {
     private readonly log: Logger,
   ) {
     this.#current = new Uint8Array(limits.chunkBytes);
-    this.#check = new ContentCheck(limits.maxHops);
+  }
+
+  /** Client message bytes (after unstuffing), without the Received: header we add. */
+  get size(): number {
+    return this.#scanner?.size ?? 0;
   }
 
   /** Reserves the upload and queues `prefix` (our Received: header) as its first bytes. */
@@ -54,33 +56,39 @@ export class BodySink {
       this.log.warn("smtp.body_begin_failed", { error: err as Error });
       return replyForStoreError(err);
     }
-    this.#push(prefix);
+    this.write(prefix, 0, prefix.length);
     return null;
   }
 
-  /** One message line without its CRLF (CRLF is added back here). */
-  writeLine(line: Uint8Array, bareLf: boolean): void {
-    if (this.failure) return;
-    this.#check.line(line, bareLf);
-    if (this.#check.failure) return this.fail(this.#check.failure);
-    this.size += line.length + 2;
-    if (this.size > this.limits.maxMessageBytes) {
-      // RFC 1870 §6.2 / RFC 5321 §4.5.3.1.10: 552 for a message over the fixed limit.
-      return this.fail(
-        reply(
-          552,
-          "5.3.4",
-          `Message size exceeds fixed limit of ${this.limits.maxMessageBytes} bytes`,
-        ),
-      );
-    }
-    this.#push(line);
-    this.#push(CRLF);
+  /**
+   * DATA content as it arrives, dot-stuffed (RFC 5321 §4.5.2): the index in `bytes` just past
+   * the final CRLF "." CRLF, or -1 while the message goes on. Checked and stored in bulk.
+   */
+  writeData(bytes: Uint8Array): number {
+    return this.#scan("data").scan(bytes);
   }
 
-  /** A line longer than limits.dataLineBytes (RFC 5321 §4.5.3.1.6: 500 line too long). */
-  lineTooLong(): void {
-    this.fail(reply(500, "5.5.2", `Message line longer than ${this.limits.dataLineBytes} bytes`));
+  /** BDAT content (RFC 3030): raw, no stuffing, no end marker; may straddle BDAT chunks. */
+  writeBdat(bytes: Uint8Array): void {
+    this.#scan("bdat").scan(bytes);
+  }
+
+  /** After the BDAT LAST chunk: a last line without CRLF gets one, as DATA would have it. */
+  endBdat(): void {
+    this.#scan("bdat").end();
+  }
+
+  #scan(mode: ScanMode): DataScanner {
+    if (this.#mode !== mode) {
+      if (this.#mode !== null) throw new Error(`${mode} content in a ${this.#mode} upload`);
+      this.#mode = mode;
+      this.#scanner = new DataScanner(mode, {
+        maxLineBytes: this.limits.dataLineBytes,
+        maxMessageBytes: this.limits.maxMessageBytes,
+        maxHops: this.limits.maxHops,
+      }, this);
+    }
+    return this.#scanner!;
   }
 
   /** Records the first failure and releases the upload; later lines are dropped. */
@@ -148,14 +156,15 @@ export class BodySink {
     }
   }
 
-  #push(bytes: Uint8Array): void {
+  /** Copies bytes[start, end) into the chunks (ScanOutput; also our Received: header). */
+  write(bytes: Uint8Array, start: number, end: number): void {
+    if (this.failure) return;
     const size = this.limits.chunkBytes;
-    let at = 0;
-    while (at < bytes.length) {
-      const n = Math.min(size - this.#used, bytes.length - at);
-      this.#current.set(bytes.subarray(at, at + n), this.#used);
+    while (start < end) {
+      const n = Math.min(size - this.#used, end - start);
+      this.#current.set(bytes.subarray(start, start + n), this.#used);
       this.#used += n;
-      at += n;
+      start += n;
       if (this.#used === size) {
         this.#ready.push(this.#current);
         this.#current = new Uint8Array(size);

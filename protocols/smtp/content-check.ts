@@ -1,56 +1,51 @@
-// Checks on the message content as it streams by, one line at a time (after dot-unstuffing):
-// line endings must be CRLF (RFC 5321 §2.3.8: bare CR and bare LF are refused, which also
-// closes the SMTP-smuggling door for whoever relays the message on), and the Received: headers
-// are counted to catch mail loops (RFC 5321 §6.3).
+// The rules message content must pass, one reply per rule, shared by DATA and BDAT (the bulk
+// scanner in data-scanner.ts applies them line by line, in this order of precedence):
+// - a line longer than limits.dataLineBytes (CRLF included) is refused (RFC 5321 §4.5.3.1.6);
+// - line endings are CRLF only: a bare CR or bare LF is refused (RFC 5321 §2.3.8), which also
+//   closes the SMTP-smuggling door for whoever relays the message on;
+// - Received: headers in the header section are counted to catch mail loops (RFC 5321 §6.3);
+// - the message may not exceed the connector's size limit (RFC 1870 §6.2).
 import { type Reply, reply } from "./reply.ts";
 
-const CR = 0x0d;
-const RECEIVED = new TextEncoder().encode("received:");
+/** The header name counted for loops, lower case, colon included. */
+export const RECEIVED = new TextEncoder().encode("received:");
 
-export class ContentCheck {
-  #inHeaders = true;
-  #hops = 0;
-  failure: Reply | null = null;
-
-  constructor(private readonly maxHops: number) {}
-
-  get hops(): number {
-    return this.#hops;
-  }
-
-  /** One content line without its CRLF; `bareLf` when it contained an LF not after a CR. */
-  line(line: Uint8Array, bareLf: boolean): void {
-    if (this.failure) return;
-    if (bareLf || line.indexOf(CR) >= 0) {
-      // RFC 5321 §2.3.8: CR and LF only as the CRLF pair.
-      this.failure = reply(
-        550,
-        "5.6.0",
-        "Message contains a bare CR or LF (RFC 5321 §2.3.8); lines must end with CRLF",
-      );
-      return;
-    }
-    if (!this.#inHeaders) return;
-    if (line.length === 0) {
-      this.#inHeaders = false; // the blank line ends the header section (RFC 5322 §2.1)
-      return;
-    }
-    if (line.length >= RECEIVED.length && startsWithFold(line, RECEIVED)) {
-      this.#hops++;
-      // Our own Received: comes on top, so the client's count may reach maxHops - 1.
-      if (this.#hops >= this.maxHops) {
-        this.failure = reply(554, "5.4.6", `Too many hops (${this.#hops}): mail loop?`);
-      }
-    }
-  }
+/** RFC 5321 §4.5.3.1.6: 500 for a text line that is too long. */
+export function lineTooLongReply(limit: number): Reply {
+  return reply(500, "5.5.2", `Message line longer than ${limit} bytes`);
 }
 
-/** Case-insensitive ASCII prefix test; `lower` is lower-case. */
-function startsWithFold(bytes: Uint8Array, lower: Uint8Array): boolean {
-  for (let i = 0; i < lower.length; i++) {
+/** RFC 5321 §2.3.8: CR and LF only as the CRLF pair. */
+export function bareLineEndReply(): Reply {
+  return reply(
+    550,
+    "5.6.0",
+    "Message contains a bare CR or LF (RFC 5321 §2.3.8); lines must end with CRLF",
+  );
+}
+
+/** RFC 5321 §6.3: too many Received: headers means a loop. */
+export function loopReply(hops: number): Reply {
+  return reply(554, "5.4.6", `Too many hops (${hops}): mail loop?`);
+}
+
+/** RFC 1870 §6.2 / RFC 5321 §4.5.3.1.10: 552 for a message over the fixed limit. */
+export function tooBigReply(limit: number): Reply {
+  return reply(552, "5.3.4", `Message size exceeds fixed limit of ${limit} bytes`);
+}
+
+/** Extends a case-insensitive match of RECEIVED over bytes[from, to): the new matched count. */
+export function matchReceived(
+  bytes: Uint8Array,
+  from: number,
+  to: number,
+  matched: number,
+): number {
+  for (let i = from; i < to && matched < RECEIVED.length; i++) {
     const b = bytes[i]!;
     const folded = b >= 0x41 && b <= 0x5a ? b + 0x20 : b;
-    if (folded !== lower[i]) return false;
+    if (folded !== RECEIVED[matched]) return -1;
+    matched++;
   }
-  return true;
+  return matched;
 }

@@ -1,5 +1,5 @@
 // The SMTP server session (RFC 5321 §4): one per connection. It owns the input framing (a
-// LineReader switched between command lines, DATA lines and BDAT raw bytes), the reply queue,
+// LineReader giving command lines, and raw reads for DATA and BDAT content), the reply queue,
 // the timers and the error counter; each command group lives in commands/. Input is processed
 // by one pump at a time: while it awaits the store the connection is paused, so memory stays
 // bounded by one read plus one body chunk however fast the client pipelines (RFC 2920).
@@ -42,7 +42,7 @@ export interface Transaction {
   sink: BodySink | null;
   /** BDAT was used: DATA is no longer allowed in this transaction (RFC 3030 §3). */
   usedBdat: boolean;
-  /** Splits BDAT content into lines across chunks, for the content checks. */
+  /** Unused: the sink's DataScanner carries BDAT lines across chunks. Remove with mail.ts's. */
   bdatLines: LineReader | null;
 }
 
@@ -248,8 +248,20 @@ export class SmtpSession implements Session {
 
   enterData(): void {
     this.#mode = "data";
-    this.#reader.setMode("crlf"); // only CRLF ends a line inside a message (RFC 5321 §2.3.8)
-    this.#reader.setMaxLineBytes(this.config.limits.dataLineBytes);
+    // The message goes to the sink's DataScanner one read at a time, in bulk (commands/data.ts);
+    // the reader only queues reads until the scanner finds CRLF.CRLF and calls endData.
+    this.#reader.readRaw(Number.MAX_SAFE_INTEGER);
+  }
+
+  /** DATA ended inside a read: `rest` (what followed the final dot) and later reads are commands. */
+  endData(rest: Uint8Array): void {
+    const queued = [rest];
+    for (let ev = this.#reader.next(); ev; ev = this.#reader.next()) {
+      if (ev.kind === "raw") queued.push(ev.data);
+    }
+    this.#reader.clear();
+    for (const bytes of queued) this.#reader.push(bytes);
+    this.backToCommands();
   }
 
   enterBdat(chunk: BdatChunk): void {

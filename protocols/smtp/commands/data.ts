@@ -1,13 +1,13 @@
 // DATA (RFC 5321 §4.1.1.4): the message as lines ending in CRLF, dot-stuffed (§4.5.2), ended by
-// a line holding a single dot. Only CRLF.CRLF ends it: the LineReader in "crlf" mode never ends
-// a line at a bare LF, so "\n.\n" or "\r.\r" is content (SMTP smuggling), and the content check
-// refuses such a message with 550 5.6.0 instead of storing or relaying it.
+// a line holding a single dot. The session hands each network read to the sink whole; its
+// DataScanner finds CRLF.CRLF (the only end: "\n.\n" or "\r.\r" is content, SMTP smuggling),
+// removes the stuffing and refuses bare CR/LF with 550 5.6.0 instead of storing or relaying it.
 import type { LineEvent } from "../../wire/mod.ts";
 import { reply } from "../reply.ts";
 import type { SmtpSession } from "../session.ts";
 import { finishMessage, startBody } from "./deliver.ts";
 
-const DOT = 0x2e;
+const NOTHING = new Uint8Array(0);
 
 export function dataCommand(s: SmtpSession): void | Promise<void> {
   const tx = s.tx;
@@ -22,20 +22,18 @@ export function dataCommand(s: SmtpSession): void | Promise<void> {
   });
 }
 
+/** One read of message content (the session's reader is in raw mode during DATA). */
 export function dataEvent(s: SmtpSession, ev: LineEvent): void | Promise<void> {
+  if (ev.kind !== "raw") return;
   const sink = s.tx?.sink;
   if (!sink) {
-    s.backToCommands();
+    s.endData(NOTHING); // the transaction is gone: whatever comes next is commands
     return;
   }
-  if (ev.kind === "overflow") return sink.lineTooLong();
-  if (ev.kind !== "line") return;
-  const line = ev.line;
-  if (line.length === 1 && line[0] === DOT) {
-    s.backToCommands(); // what follows the final dot is commands again (RFC 2920 §3.1)
+  const end = sink.writeData(ev.data);
+  if (end >= 0) {
+    s.endData(ev.data.subarray(end)); // what follows the final dot is commands (RFC 2920 §3.1)
     return finishMessage(s);
   }
-  // RFC 5321 §4.5.2: a leading dot was doubled by the client; remove one.
-  sink.writeLine(line[0] === DOT ? line.subarray(1) : line, ev.bareLf);
   if (sink.wantsFlush) return sink.flush();
 }
