@@ -42,8 +42,6 @@ export interface Transaction {
   sink: BodySink | null;
   /** BDAT was used: DATA is no longer allowed in this transaction (RFC 3030 §3). */
   usedBdat: boolean;
-  /** Unused: the sink's DataScanner carries BDAT lines across chunks. Remove with mail.ts's. */
-  bdatLines: LineReader | null;
 }
 
 export interface SessionDeps {

@@ -91,7 +91,6 @@ function open(
     recipients: [],
     sink: null,
     usedBdat: false,
-    bdatLines: null,
   };
   s.send(reply(250, "2.1.0", "Sender ok"));
 }
