@@ -7,9 +7,12 @@ import { readdirSync, readFileSync } from "node:fs";
 const TICKS_PER_SECOND = 100; // USER_HZ on Linux (getconf CLK_TCK)
 
 /** utime, stime, cutime, cstime in seconds (proc(5): fields 14-17). */
-function times(pid: number): [number, number, number, number] | null {
+function times(
+  pid: number,
+  statFile = `/proc/${pid}/stat`,
+): [number, number, number, number] | null {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const stat = readFileSync(statFile, "utf8");
     // The command name may hold spaces: fields are counted after its closing parenthesis.
     const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
     return [f[11], f[12], f[13], f[14]].map((x) => Number(x) / TICKS_PER_SECOND) as [
@@ -49,7 +52,8 @@ export function threadSeconds(pid: number): Map<string, number> {
   const m = new Map<string, number>();
   try {
     for (const tid of readdirSync(`/proc/${pid}/task`)) {
-      const t = times(Number(tid));
+      // /proc/TID/stat would give the whole process's totals; the task's own file gives the thread's.
+      const t = times(Number(tid), `/proc/${pid}/task/${tid}/stat`);
       const name = readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8").trim();
       if (t) m.set(`${tid} ${name}`, t[0] + t[1]);
     }
