@@ -89,3 +89,4 @@ export const ERROR = 17; // payload: { code, message }, or no block and length =
 export const CHUNK = 18; // block: raw bytes, length = byte count
 export const END = 19; // the stream is complete
 export const EVENT = 20; // payload: [topic, event]
+export const LAST_CHUNK = 21; // a CHUNK that is also the END: a small body in one entry

@@ -27,6 +27,7 @@ import {
   ERROR,
   EVENT,
   isBindingDescriptor,
+  LAST_CHUNK,
   OPEN,
   RESULT,
   STREAM_OPEN,
@@ -198,6 +199,15 @@ class RingStoreClient implements AttachedStoreClient, Endpoint {
           if (s) s.deliver(decodeBytes(this.#heap, handle, length));
           break;
         }
+        case LAST_CHUNK: {
+          const s = this.#streams.get(id);
+          if (s) {
+            this.#streams.delete(id);
+            s.deliver(decodeBytes(this.#heap, handle, length));
+            s.finish();
+          }
+          break;
+        }
         case END:
           this.#streams.get(id)?.finish();
           this.#streams.delete(id);
@@ -364,6 +374,10 @@ class ClientStream implements AsyncIterator<Uint8Array> {
       this.#queue.length = 0;
       if (this.#opened) this.#client.cancel(this.id);
     }
+    // A next() still waiting (cancelled from elsewhere) ends too, rather than hang forever.
+    const w = this.#waiter;
+    this.#waiter = null;
+    w?.resolve({ done: true, value: undefined });
     return Promise.resolve({ done: true, value: undefined });
   }
 

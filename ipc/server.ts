@@ -17,6 +17,7 @@ import {
   ERROR,
   EVENT,
   isBindingDescriptor,
+  LAST_CHUNK,
   OPEN,
   RESULT,
   STREAM_OPEN,
@@ -262,27 +263,51 @@ class ServedBinding implements Endpoint {
     }
     const s: ServedStream = { credit: this.#window, cancelled: false, wake: null };
     this.#streams.set(id, s);
+    // The newest chunk is held back until the producer says whether another follows, so the
+    // last one goes out as LAST_CHUNK: a small message is one ring entry, not CHUNK + END.
+    let held = 0;
+    let heldBytes = 0;
+    const sendHeld = () => {
+      if (held === 0) return;
+      this.#send(CHUNK, id, held, heldBytes);
+      held = 0;
+    };
     try {
       const iterable = handler(req, this.#ctx) as AsyncIterable<Uint8Array>;
       pieces: for await (const piece of iterable) {
         for (let off = 0; off < piece.byteLength;) {
-          while (s.credit <= 0 && !s.cancelled) await new Promise<void>((r) => s.wake = r);
+          while (s.credit <= 0 && !s.cancelled) {
+            sendHeld(); // the consumer returns credit only for chunks it has received
+            await new Promise<void>((r) => s.wake = r);
+          }
           if (s.cancelled) break pieces; // leaving the loop calls the producer's return()
           const n = Math.min(this.#chunkBytes, piece.byteLength - off);
-          const handle = await this.#chunkBlock(piece.subarray(off, off + n), s);
+          const bytes = piece.subarray(off, off + n);
+          // Heap space is almost always there: only a full heap takes the waiting path.
+          let handle = encodeBytes(this.#heap, this.#own, bytes);
+          if (handle === 0) handle = await this.#chunkBlock(bytes, s);
           if (s.cancelled) {
             if (handle !== 0) this.#heap.free(handle, this.#own);
             break pieces;
           }
           s.credit--;
-          this.#send(CHUNK, id, handle, n);
+          sendHeld();
+          held = handle;
+          heldBytes = n;
           off += n;
         }
       }
-      if (!s.cancelled) this.#send(END, id, 0, 0);
+      if (s.cancelled) return;
+      if (held !== 0) this.#send(LAST_CHUNK, id, held, heldBytes);
+      else this.#send(END, id, 0, 0);
+      held = 0;
     } catch (err) {
-      if (!s.cancelled) this.#sendError(id, err);
+      if (!s.cancelled) {
+        sendHeld(); // the chunks before the failure, then the error (as before)
+        this.#sendError(id, err);
+      }
     } finally {
+      if (held !== 0) this.#heap.free(held, this.#own);
       this.#streams.delete(id);
     }
   }

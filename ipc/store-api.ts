@@ -239,6 +239,9 @@ export interface NewsGroup {
 
 // ---------------------------------------------------------------- calls
 
+/** The most messages one `message.readMany` call may ask for. */
+export const READ_MANY_MAX_IDS = 256;
+
 /** Request/response pairs. Keys are `room.verb`. */
 export interface StoreCalls {
   // accounts
@@ -334,6 +337,16 @@ export interface StoreCalls {
     res: { uidValidity: number; mapping: [number, number][] };
   };
   "message.search": { req: { userId: UserId; folderId: FolderId; text: string }; res: number[] };
+  /**
+   * Several small messages whole, in one call and one store transaction (engines that read
+   * ahead: POP3 pipelined RETR). Each answer, in order, is what `message.read` would stream,
+   * or why that one message cannot be read. At most READ_MANY_MAX_IDS ids; a message longer
+   * than the ipc chunk size (metabase ipc.chunkBytes) is answered "invalid": stream it instead.
+   */
+  "message.readMany": {
+    req: { userId: UserId | null; messageIds: MessageId[] };
+    res: ({ bytes: Uint8Array } | { code: StoreErrorCode; message: string })[];
+  };
   /** Envelope and MIME structure (parsed once per body, then cached). */
   "message.meta": { req: { userId: UserId; messageId: MessageId }; res: MessageMeta };
   /** A message appended by a client (IMAP APPEND): body from an upload, flags, date. */

@@ -10,12 +10,14 @@ afterEach(() => {
   for (const c of opened.splice(0)) c.close();
 });
 
-function setup(opts: Partial<{ ringSlots: number; heapBytes: number; chunkBytes: number }> = {}) {
+function setup(
+  opts: Partial<{ ringSlots: number; heapBytes: number; chunkBytes: number; window: number }> = {},
+) {
   const qm = new QueueManager({
     heapBytes: opts.heapBytes ?? 4 << 20,
     ringSlots: opts.ringSlots ?? 64,
     chunkBytes: opts.chunkBytes ?? 16 * 1024,
-    streamWindowChunks: 4,
+    streamWindowChunks: opts.window ?? 4,
   });
   const t = createTestService();
   const connect = (clientId: string): AttachedStoreClient => {
@@ -122,6 +124,55 @@ describe("ring transport, one thread", () => {
     expect(offset).toBe(total);
     // window of 4 chunks: the producer never ran ahead of its credit
     expect(maxUsed).toBeLessThanOrEqual(4 * 8 * 1024);
+  });
+
+  test("every stream length arrives whole, the last chunk ending it, even with a window of 1", async () => {
+    const chunk = 4096;
+    for (const window of [1, 2, 4]) {
+      const { connect, qm } = setup({ chunkBytes: chunk, window });
+      const store = connect(`pop3-${window}`);
+      for (const total of [0, 1, chunk - 1, chunk, chunk + 1, 5 * chunk + 3]) {
+        for (const piece of [1000, chunk, 3 * chunk]) {
+          const parts: Uint8Array[] = [];
+          for await (const c of store.stream("message.read", { userId: piece, messageId: total })) {
+            expect(c.byteLength).toBeLessThanOrEqual(chunk);
+            parts.push(c);
+          }
+          expect(Buffer.concat(parts)).toEqual(Buffer.from(patternBlock(0, total)));
+        }
+      }
+      // Small streams in flight at once: each ends on its own, nothing stays in the heap.
+      const sizes = [...Array(40).keys()].map((i) => 1 + 97 * i);
+      const all = await Promise.all(sizes.map(async (n) => {
+        let got = 0;
+        for await (const c of store.stream("message.read", { userId: 0, messageId: n })) {
+          got += c.byteLength;
+        }
+        return got;
+      }));
+      expect(all).toEqual(sizes);
+      for (let i = 0; i < 100 && qm.stats().heapUsedBytes !== 0; i++) await Bun.sleep(2);
+      expect(qm.stats().heapUsedBytes).toBe(0);
+    }
+  });
+
+  test("return() while a next() waits on a silent producer settles that next()", async () => {
+    const { connect, service, log } = setup();
+    service.streams["message.read"] = () =>
+      (async function* () {
+        try {
+          await new Promise(() => {}); // never produces
+          yield new Uint8Array(1);
+        } finally {
+          log.streamsClosed++;
+        }
+      })();
+    const store = connect("pop3-9");
+    const it = store.stream("message.read", { userId: 1, messageId: 1 })[Symbol.asyncIterator]();
+    const waiting = it.next();
+    await Bun.sleep(5); // the open has reached the server
+    await it.return!();
+    expect(await waiting).toEqual({ done: true, value: undefined });
   });
 
   test("breaking out of the loop cancels the producer", async () => {

@@ -1,12 +1,18 @@
 // The store's face to the engines: every call and stream of ipc/store-api.ts, validated and
 // mapped onto the modules of this folder. Any unexpected failure becomes StoreError
 // ("internal") with a log line; nothing thrown here can take the store worker down.
-import { type CallName, type FolderInfo, StoreError, type UserId } from "../ipc/store-api.ts";
+import {
+  type CallName,
+  type FolderInfo,
+  READ_MANY_MAX_IDS,
+  StoreError,
+  type UserId,
+} from "../ipc/store-api.ts";
 import type { CallHandlers, StoreService, StreamHandlers } from "../ipc/store-client.ts";
 import { accountInfo, userByAddress, userById } from "./accounts.ts";
 import { parseAddress } from "./addresses.ts";
 import type { Authenticator } from "./auth.ts";
-import { streamBody, streamLayout } from "./bodies.ts";
+import { readWhole, streamBody, streamLayout } from "./bodies.ts";
 import type { Committer } from "./commit.ts";
 import type { Core } from "./core.ts";
 import { commitDelivery } from "./delivery.ts";
@@ -242,6 +248,14 @@ export function createService(p: ServiceParts): StoreService {
       const f = accessibleFolder(core, id(r.userId, "userId"), id(r.folderId, "folderId"), "r");
       return search(core, f, String(r.text ?? ""));
     },
+    "message.readMany": (r) => {
+      if (!Array.isArray(r.messageIds) || r.messageIds.length > READ_MANY_MAX_IDS) {
+        throw new StoreError("invalid", `messageIds: at most ${READ_MANY_MAX_IDS} ids`);
+      }
+      const ids = r.messageIds.map((m) => id(m, "messageId"));
+      // One read transaction for the whole batch; nothing else runs until it ends (no await).
+      return core.db.transaction(() => ids.map((messageId) => readOne(r.userId, messageId)))();
+    },
     "message.meta": async (r) => {
       const m = readableMessage(r.userId, r.messageId);
       const meta = await bodyMeta(core, m.body_id);
@@ -398,8 +412,27 @@ export function createService(p: ServiceParts): StoreService {
     if (!m || m.extents === null || m.body_size === null) {
       throw new Error(`body of message ${messageId} is missing`);
     }
-    const body = { id: m.body_id, size: m.body_size, extents: JSON.parse(m.extents) };
+    const body = {
+      id: m.body_id,
+      size: m.body_size,
+      extents: JSON.parse(m.extents),
+      inline: m.inline,
+    };
     return { body, prefix: m.prefix };
+  }
+
+  /** One answer of message.readMany: the whole message, or why not (never throws). */
+  function readOne(userId: UserId | null, messageId: number) {
+    try {
+      const { body, prefix } = readableBody(userId, messageId);
+      if ((prefix ? prefix.length : 0) + body.size > core.chunkBytes) {
+        return { code: "invalid" as const, message: `message ${messageId} is too big: stream it` };
+      }
+      return { bytes: readWhole(core, body, prefix) };
+    } catch (err) {
+      const e = toStoreError(core, "message.readMany", err);
+      return { code: e.code, message: e.message };
+    }
   }
 
   const streams: StreamHandlers = {

@@ -2,21 +2,76 @@
 // stuffed on the fly, written only as fast as the peer reads (conn.drained()), so a 20 MB
 // message never sits in memory. The +OK goes out only once the first chunk has arrived, so a
 // store failure before that is still a clean -ERR; one after it can only end the connection.
+// A small message the session read ahead (pipelined RETR, see prefetch.ts) is already whole
+// in memory: its reply is written at once, with no wait, so a run of them leaves in one write.
 import type { MessageSummary } from "../../../ipc/store-api.ts";
 import { DotStuffer, TopLimiter } from "../dot-stuff.ts";
 import type { Maildrop } from "../maildrop.ts";
+import type { PrefetchedRead } from "../prefetch.ts";
 import { storeFailure } from "../replies.ts";
-import type { Pop3Session } from "../session.ts";
+import type { Outcome, Pop3Session } from "../session.ts";
 
-export async function retrieve(
+export function retrieve(
   s: Pop3Session,
   drop: Maildrop,
   n: number,
   topLines: number | null,
-): Promise<void> {
+): Outcome {
   const found = drop.get(n);
   if (found.kind !== "ok") return; // checked by the caller
   const message: MessageSummary = found.message;
+  const ahead = topLines === null ? s.takePrefetched(message.messageId) : null;
+  if (!ahead) return stream(s, message, topLines);
+  if (ahead.settled) return sendWhole(s, message, ahead);
+  return ahead.whenSettled().then(() => sendWhole(s, message, ahead));
+}
+
+/** RETR of a message read ahead: all of it is here (or its failure), so no +OK can dangle. */
+function sendWhole(s: Pop3Session, message: MessageSummary, read: PrefetchedRead): void {
+  if (s.closed) return read.cancel();
+  if (read.error !== null) {
+    s.log.warn("retr.store_failed", {
+      conn: s.conn.id,
+      uid: message.uid,
+      error: read.error as Error,
+    });
+    return s.reply(storeFailure(read.error, "Reading the message"));
+  }
+  // RFC 1939 §5: the octet count is the message's size before byte-stuffing. The status
+  // line, the stuffed message and the terminator go out as one buffer: one write, and a large
+  // message is not split into a small syscall for its status line.
+  const status = `+OK ${message.size} octets\r\n`;
+  const stuffer = new DotStuffer();
+  const parts = read.chunks.map((chunk) => stuffer.stuff(chunk));
+  const end = stuffer.finish();
+  let total = status.length + end.length;
+  for (const p of parts) total += p.length;
+  const reply = new Uint8Array(total);
+  let at = encoder.encodeInto(status, reply).written;
+  for (const p of parts) {
+    reply.set(p, at);
+    at += p.length;
+  }
+  reply.set(end, at);
+  s.conn.write(reply);
+  s.wrote(total);
+  if (read.bytes !== message.size) {
+    s.log.warn("retr.size_mismatch", {
+      conn: s.conn.id,
+      uid: message.uid,
+      listed: message.size,
+      sent: read.bytes,
+    });
+  }
+}
+
+const encoder = new TextEncoder();
+
+async function stream(
+  s: Pop3Session,
+  message: MessageSummary,
+  topLines: number | null,
+): Promise<void> {
   let iterator: AsyncIterator<Uint8Array>;
   let first: IteratorResult<Uint8Array>;
   try {
