@@ -80,6 +80,8 @@ interface ServedStream {
   wake: (() => void) | null;
 }
 
+/** Longest pause between attempts to place a finished call's result in a full heap. */
+const RESULT_PAUSE_MAX_MS = 50;
 /** How long a stream chunk waits for heap space before the stream fails with "busy". */
 const CHUNK_ALLOC_TRIES = 200;
 const CHUNK_ALLOC_PAUSE_MS = 5;
@@ -237,18 +239,15 @@ class ServedBinding implements Endpoint {
     }
     if (result && typeof (result as Promise<unknown>).then === "function") {
       (result as Promise<unknown>).then(
-        (value) => {
-          this.#sendResult(id, value); // first: the result may hold views into the block
-          release();
-        },
+        // The result may hold views into the leased block: release only once it is encoded.
+        (value) => void this.#sendResult(id, value).finally(release),
         (err) => {
           release();
           this.#sendError(id, err);
         },
       );
     } else {
-      this.#sendResult(id, result);
-      release();
+      void this.#sendResult(id, result).finally(release);
     }
   }
 
@@ -346,16 +345,27 @@ class ServedBinding implements Endpoint {
     this.#send(EVENT, 0, enc.handle, enc.length);
   }
 
-  #sendResult(id: number, value: unknown): void {
-    if (this.#closed) return;
-    let enc;
-    try {
-      enc = encodeValue(this.#heap, this.#own, value);
-    } catch (err) {
-      this.#sendError(id, err);
-      return;
+  /**
+   * The handler has run: its effects (a delivery committed and fsynced, messages expunged)
+   * are done. A full heap must not turn that into an error reply, or the client would retry
+   * work that already happened (a duplicate delivery). So the result waits for heap space,
+   * with a pause that grows, for as long as the binding lives; other calls finishing free it.
+   */
+  async #sendResult(id: number, value: unknown): Promise<void> {
+    for (let pause = 1;; pause = Math.min(pause * 2, RESULT_PAUSE_MAX_MS)) {
+      if (this.#closed) return;
+      try {
+        const enc = encodeValue(this.#heap, this.#own, value);
+        this.#send(RESULT, id, enc.handle, enc.length);
+        return;
+      } catch (err) {
+        if (!(err instanceof StoreError) || err.code !== "busy") {
+          this.#sendError(id, err); // not encodable at all: say so
+          return;
+        }
+      }
+      await new Promise((r) => setTimeout(r, pause));
     }
-    this.#send(RESULT, id, enc.handle, enc.length);
   }
 
   #sendError(id: number, err: unknown): void {

@@ -240,6 +240,27 @@ describe("ring transport, one thread", () => {
     );
   });
 
+  test("a result that finds the heap full waits for space: work done is never reported failed", async () => {
+    const { connect, qm, service } = setup({ heapBytes: 1 << 20 });
+    const hog: number[] = [];
+    let handled = 0;
+    // The handler "commits" (counts), then the heap fills before its result is encoded.
+    (service.calls as Record<string, unknown>)["account.get"] = async (
+      req: { address: string },
+    ) => {
+      handled++;
+      for (const size of [4096, 64]) {
+        for (let h = qm.heap.alloc(size, 0); h !== 0; h = qm.heap.alloc(size, 0)) hog.push(h);
+      }
+      setTimeout(() => hog.splice(0).forEach((h) => qm.heap.free(h)), 80);
+      return { address: req.address, displayName: "x".repeat(1000) };
+    };
+    const store = connect("smtp-2");
+    const res = await store.call("account.get", { address: "a@example.com" });
+    expect(res?.address).toBe("a@example.com");
+    expect(handled).toBe(1);
+  });
+
   test("client close: pending calls reject, the store hears peerGone", async () => {
     const { connect, log } = setup();
     const store = connect("pop3-1");
