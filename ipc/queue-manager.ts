@@ -175,8 +175,11 @@ export class QueueManager {
       const side = ownerSide(owner);
       return (side === SERVER_SIDE && b.serverGone) || (side === CLIENT_SIDE && b.clientGone);
     });
+    // A dead binding is forgotten as soon as one side is gone: that side's blocks were freed
+    // above, and the survivor frees its own when it tears the binding down. Keeping it until
+    // both sides die would hold one entry and its rings per engine restart, for ever.
     for (const [id, b] of this.#bindings) {
-      if (b.serverGone && b.clientGone) this.#bindings.delete(id);
+      if (b.serverGone || b.clientGone) this.#bindings.delete(id);
     }
   }
 
