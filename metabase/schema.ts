@@ -249,6 +249,9 @@ export const Metabase = z.strictObject({
     maxPrefixBytes: z.number().int().positive().default(16 * 1024).describe(
       "Largest per-recipient prefix (Return-Path, Received) added at delivery",
     ),
+    inlineBytes: z.number().int().min(0).max(1024 * 1024).default(8 * 1024).describe(
+      "Bodies up to this size are stored inside the database (one fsync per commit, no page-file I/O); 0: every body in the page file",
+    ),
   }).prefault({}),
   ipc: z.strictObject({
     heapBytes: z.number().int().min(1 << 20).default(64 * 1024 * 1024).describe(

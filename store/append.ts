@@ -32,51 +32,55 @@ export async function fileUpload(
   const messageIdHeader = messageIdOf(end >= 0 ? parseHeaders(head.subarray(0, end)) : []);
   const { used, spare } = up.split(core.pageBytes);
   const date = Number.isFinite(opts.internalDate) ? Number(opts.internalDate) : Date.now();
-  return await committer.submit(() => {
-    const out: Filed[] = [];
-    if (folderIds.length === 0) {
-      core.tx.afterCommit(() => core.space.giveBack(up.extents));
-      return out;
-    }
-    for (const id of folderIds) {
-      const f = folderById(core, id);
-      if (!f) throw new StoreError("not_found", `no folder ${id}`);
-      if (f.owner_id !== null) checkQuota(core, f.owner_id, up.size, 1);
-    }
-    const existing = findBody(core, sha256, up.size);
-    let bodyId: number;
-    if (existing) {
-      bodyId = existing.id;
-      addRef(core, bodyId, folderIds.length);
-    } else {
-      bodyId = insertBody(core, up.size, sha256, used, folderIds.length);
-      if (core.indexBytes > 0) {
-        const t = indexText(head);
-        core.db.query("INSERT INTO body_fts(rowid, headers, text) VALUES (?, ?, ?)").run(
-          bodyId,
-          t.headers,
-          t.text,
-        );
+  return await committer.submit(
+    () => {
+      const out: Filed[] = [];
+      if (folderIds.length === 0) {
+        core.tx.afterCommit(() => core.space.giveBack(up.extents));
+        return out;
       }
-    }
-    for (const id of folderIds) {
-      const ins = insertMessage(core, id, {
-        bodyId,
-        bodySize: up.size,
-        prefix: null,
-        flags: opts.flags ?? [],
-        internalDate: date,
-        messageIdHeader,
-        origin: opts.origin ?? null,
-      });
-      out.push({
-        folderId: id,
-        uid: ins.uid,
-        messageId: ins.messageId,
-        uidValidity: folderById(core, id)!.uid_validity,
-      });
-    }
-    core.tx.afterCommit(() => core.space.giveBack(existing ? up.extents : spare));
-    return out;
-  }, () => core.space.giveBack(up.extents));
+      for (const id of folderIds) {
+        const f = folderById(core, id);
+        if (!f) throw new StoreError("not_found", `no folder ${id}`);
+        if (f.owner_id !== null) checkQuota(core, f.owner_id, up.size, 1);
+      }
+      const existing = findBody(core, sha256, up.size);
+      let bodyId: number;
+      if (existing) {
+        bodyId = existing.id;
+        addRef(core, bodyId, folderIds.length);
+      } else {
+        bodyId = insertBody(core, up.size, sha256, used, folderIds.length, up.inlineBytes());
+        if (core.indexBytes > 0) {
+          const t = indexText(head);
+          core.db.query("INSERT INTO body_fts(rowid, headers, text) VALUES (?, ?, ?)").run(
+            bodyId,
+            t.headers,
+            t.text,
+          );
+        }
+      }
+      for (const id of folderIds) {
+        const ins = insertMessage(core, id, {
+          bodyId,
+          bodySize: up.size,
+          prefix: null,
+          flags: opts.flags ?? [],
+          internalDate: date,
+          messageIdHeader,
+          origin: opts.origin ?? null,
+        });
+        out.push({
+          folderId: id,
+          uid: ins.uid,
+          messageId: ins.messageId,
+          uidValidity: folderById(core, id)!.uid_validity,
+        });
+      }
+      core.tx.afterCommit(() => core.space.giveBack(existing ? up.extents : spare));
+      return out;
+    },
+    () => core.space.giveBack(up.extents),
+    up.wrotePages,
+  );
 }

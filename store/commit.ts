@@ -1,12 +1,16 @@
 // Group commit: deliveries that arrive while the disk is busy share one fdatasync of the page
 // file and one SQLite transaction (one WAL fsync), each inside its own savepoint so one failing
 // delivery never takes the others down. Nothing resolves before its transaction is durable.
+// A batch in which no job wrote pages (inline bodies, queue updates) skips the page-file
+// fdatasync: its bytes are all in the WAL, so the commit's own fsync is the only one needed.
 import type { Core } from "./core.ts";
 
 interface Job {
   work: () => unknown;
   /** Undo in-memory effects if the job did not commit (return reserved pages). */
   cleanup: () => void;
+  /** The job's rows point at page-file pages it wrote: they must be on disk first. */
+  wrotePages: boolean;
   resolve: (v: unknown) => void;
   reject: (e: unknown) => void;
 }
@@ -19,16 +23,28 @@ export class Committer {
   /** Figures for store.stats and the bench: transactions vs jobs. */
   flushes = 0;
   jobs = 0;
+  /** Page-file fdatasyncs done before a commit (batches of inline-only jobs do none). */
+  pageSyncs = 0;
 
   constructor(private core: Core) {}
 
-  submit<T>(work: () => T, cleanup: () => void): Promise<T> {
+  /**
+   * Run `work` in the next group commit. `wrotePages`: whether it commits page-file pages
+   * (conservatively true: a caller that does not say gets the fdatasync).
+   */
+  submit<T>(work: () => T, cleanup: () => void, wrotePages = true): Promise<T> {
     if (this.core.fatal) {
       cleanup();
       return Promise.reject(this.core.fatalError());
     }
     return new Promise<T>((resolve, reject) => {
-      this.pending.push({ work, cleanup, resolve: resolve as (v: unknown) => void, reject });
+      this.pending.push({
+        work,
+        cleanup,
+        wrotePages,
+        resolve: resolve as (v: unknown) => void,
+        reject,
+      });
       this.schedule();
     });
   }
@@ -59,8 +75,9 @@ export class Committer {
 
   private async runBatch(batch: Job[]): Promise<void> {
     // The body pages must be on disk before the rows that point at them.
-    if (this.core.opts.durability !== "off") {
+    if (this.core.opts.durability !== "off" && batch.some((j) => j.wrotePages)) {
       try {
+        this.pageSyncs++;
         await this.core.file.datasync();
       } catch (err) {
         // On Linux a failed fsync may have dropped dirty pages of uploads still in flight: a

@@ -42,6 +42,11 @@ export interface StoreOptions {
   /** Largest `localPrefix` accepted (metabase store.maxPrefixBytes). */
   maxPrefixBytes?: number;
   /**
+   * Bodies up to this many bytes live in their bodies row, not in the page file (metabase
+   * store.inlineBytes; 0: never). Unset: 8 KiB, the metabase default.
+   */
+  inlineBytes?: number;
+  /**
    * "exclusive" (the server): own the directory or fail with in_use; "auto" (the CLI): own it
    * if free, else open shared (accounts and reads only, no page allocation).
    */
@@ -54,6 +59,8 @@ export interface StoreOptions {
 
 export const DB_FILE = "posthorn.db";
 export const PAGE_FILE = "posthorn.stm";
+/** The metabase's default store.inlineBytes. */
+export const DEFAULT_INLINE_BYTES = 8 * 1024;
 
 export class Core {
   readonly db: Database;
@@ -67,6 +74,7 @@ export class Core {
   maxUploads: number;
   indexBytes: number;
   maxPrefixBytes: number;
+  inlineBytes: number;
   /** Bumped by each restore from backup (see uniqueIdOf). */
   readonly uidlEpoch: number;
   domains = new Map<string, DomainConfig>();
@@ -113,6 +121,7 @@ export class Core {
     this.maxUploads = opts.maxUploads ?? 1000;
     this.indexBytes = opts.indexBytes ?? 64 * 1024;
     this.maxPrefixBytes = opts.maxPrefixBytes ?? 16 * 1024;
+    this.inlineBytes = opts.inlineBytes ?? DEFAULT_INLINE_BYTES;
     this.setDomains(opts.domains);
   }
 
@@ -131,6 +140,8 @@ export class Core {
     this.maxUploads = next.maxUploads ?? this.maxUploads;
     this.indexBytes = next.indexBytes ?? this.indexBytes;
     this.maxPrefixBytes = next.maxPrefixBytes ?? this.maxPrefixBytes;
+    // Live: uploads begun from now on use the new threshold; stored bodies keep their place.
+    this.inlineBytes = next.inlineBytes ?? this.inlineBytes;
     this.setDomains(next.domains);
   }
 

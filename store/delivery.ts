@@ -53,6 +53,7 @@ export async function commitDelivery(
       return res.result;
     },
     () => core.space.giveBack(up.extents),
+    up.wrotePages,
   );
 }
 
@@ -142,7 +143,7 @@ function applyDelivery(
     bodyId = existing.id;
     addRef(core, bodyId, refs + bounces.length);
   } else {
-    bodyId = insertBody(core, up.size, sha256, used, refs + bounces.length);
+    bodyId = insertBody(core, up.size, sha256, used, refs + bounces.length, up.inlineBytes());
     if (core.indexBytes > 0) {
       const t = indexText(head);
       core.db.query("INSERT INTO body_fts(rowid, headers, text) VALUES (?, ?, ?)").run(

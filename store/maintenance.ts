@@ -1,6 +1,7 @@
 // Backup, restore and compaction of a whole store. A backup is a consistent online snapshot:
 // SQLite via VACUUM INTO, then the page file up to the snapshot's end, under a freeze lease
-// so no page the snapshot references is reused while it is copied.
+// so no page the snapshot references is reused while it is copied. Inline bodies travel inside
+// the SQLite copy; compaction leaves them alone.
 import { Database } from "bun:sqlite";
 import * as fs from "node:fs";
 import { join } from "node:path";
@@ -125,11 +126,13 @@ export function compact(core: Core, uploadsInFlight: number): { before: number; 
   }
   const pb = core.pageBytes;
   const before = core.space.committedPages();
-  const bodies = core.db.query("SELECT id, size, extents FROM bodies").all() as {
-    id: number;
-    size: number;
-    extents: string;
-  }[];
+  // Inline bodies hold no pages: nothing to move.
+  const bodies = core.db.query("SELECT id, size, extents FROM bodies WHERE inline IS NULL")
+    .all() as {
+      id: number;
+      size: number;
+      extents: string;
+    }[];
   let usedPages = 0;
   for (const b of bodies) usedPages += Math.ceil(b.size / pb);
   const goal = usedPages;

@@ -94,6 +94,8 @@ export interface ReadableRow {
   body_size: number | null;
   /** The body's extents as stored (JSON); null if the body row is missing. */
   extents: string | null;
+  /** The body's bytes when stored inline; null if it is in the page file (or missing). */
+  inline: Uint8Array | null;
 }
 
 export function messageForRead(core: Core, id: MessageId): ReadableRow | null {
@@ -103,7 +105,8 @@ export function messageForRead(core: Core, id: MessageId): ReadableRow | null {
     `SELECT folder_id, body_id, prefix,
        (SELECT owner_id FROM folders WHERE id = m.folder_id) AS owner_id,
        (SELECT size FROM bodies WHERE id = m.body_id) AS body_size,
-       (SELECT extents FROM bodies WHERE id = m.body_id) AS extents
+       (SELECT extents FROM bodies WHERE id = m.body_id) AS extents,
+       (SELECT inline FROM bodies WHERE id = m.body_id) AS inline
      FROM messages m WHERE id = ?`,
   ).get(id) as ReadableRow | null;
 }

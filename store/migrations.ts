@@ -118,4 +118,9 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE queue ADD COLUMN failed_status TEXT;
   `,
+  // 4: a small body's bytes in its row (then extents is '[]'): committed by the WAL alone, no
+  // page-file write or fsync. NULL: the body is in the page file, as every body before this.
+  `
+  ALTER TABLE bodies ADD COLUMN inline BLOB;
+  `,
 ];

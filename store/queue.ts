@@ -219,7 +219,11 @@ export async function queueSettle(
   req: CallReq<"queue.settle">,
 ): Promise<CallRes<"queue.settle">> {
   const entries = checkSettlements(req.entries);
-  const settled = await committer.submit(() => applySettlements(core, entries, null), () => {});
+  const settled = await committer.submit(
+    () => applySettlements(core, entries, null),
+    () => {},
+    false, // queue rows only: nothing in the page file
+  );
   return { settled };
 }
 

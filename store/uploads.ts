@@ -1,6 +1,9 @@
 // Bodies being received: pages are reserved as the bytes stream in and written at once, so a
 // 50 MB message never sits in memory; only the first `indexBytes` are kept for header parsing
-// and the full-text index. An upload is in memory only: a crash forgets it, and its pages,
+// and the full-text index. A body that stays within `inlineBytes` is kept in memory instead and
+// committed inside its bodies row (no page-file write, no page-file fsync); the moment it grows
+// past that, what is buffered spills into reserved pages. So memory per upload stays bounded
+// by inlineBytes + indexBytes. An upload is in memory only: a crash forgets it, and its pages,
 // never committed, are free again at start-up.
 import { StoreError } from "../ipc/store-api.ts";
 import type { Core } from "./core.ts";
@@ -18,13 +21,34 @@ export class Upload {
   readonly hasher = new Bun.CryptoHasher("sha256");
   head: Uint8Array;
   headLen = 0;
+  /**
+   * The body so far while it may still be stored inline (its first `size` bytes); null once
+   * it lives in pages. Grows by doubling up to `inlineMax`.
+   */
+  inline: Uint8Array | null;
   constructor(
     readonly id: number,
     readonly peer: string,
     readonly sizeHint: number,
     headMax: number,
+    /** The inline threshold when the upload began (a reload does not move it mid-upload). */
+    readonly inlineMax: number,
   ) {
     this.head = new Uint8Array(Math.min(headMax, Math.max(sizeHint, 4096)));
+    // A hint over the threshold goes straight to pages: no buffer to copy and spill.
+    this.inline = inlineMax > 0 && sizeHint <= inlineMax
+      ? new Uint8Array(Math.min(inlineMax, Math.max(sizeHint, 1024)))
+      : null;
+  }
+
+  /** The whole body when it is stored inline, else null. */
+  inlineBytes(): Uint8Array | null {
+    return this.inline ? this.inline.subarray(0, this.size) : null;
+  }
+
+  /** Whether any page of the file was written for this upload (the committer's fsync). */
+  get wrotePages(): boolean {
+    return this.extents.length > 0;
   }
 
   /** The pages holding the `size` bytes written; the rest of the reservation is spare. */
@@ -63,7 +87,7 @@ export class Uploads {
     }
     const hint = Math.max(0, Math.min(Number(sizeHint) || 0, MAX_HINT_BYTES));
     const id = this.nextId++;
-    this.map.set(id, new Upload(id, peer, hint, this.core.indexBytes));
+    this.map.set(id, new Upload(id, peer, hint, this.core.indexBytes, this.core.inlineBytes));
     return id;
   }
 
@@ -77,19 +101,23 @@ export class Uploads {
     const u = this.get(id, peer);
     if (!(chunk instanceof Uint8Array)) throw new StoreError("invalid", "chunk must be bytes");
     if (chunk.length === 0) return u.size;
-    const pb = this.core.pageBytes;
-    const needPages = Math.ceil((u.size + chunk.length) / pb);
-    if (needPages > u.reserved) {
-      const hintPages = Math.ceil(u.sizeHint / pb);
-      const n = Math.max(needPages - u.reserved, hintPages - u.reserved, MIN_RESERVE_PAGES);
-      for (const e of this.core.space.reserve(n)) appendExtent(u.extents, e);
-      u.reserved += n;
-    }
-    try {
-      this.core.file.writeAt(u.extents, u.size, chunk);
-    } catch (err) {
-      this.abort(id, peer);
-      throw new StoreError("internal", `writing the page file failed: ${(err as Error).message}`);
+    if (u.inline && u.size + chunk.length <= u.inlineMax) {
+      if (u.size + chunk.length > u.inline.length) {
+        const grown = new Uint8Array(
+          Math.min(u.inlineMax, Math.max(u.inline.length * 2, u.size + chunk.length)),
+        );
+        grown.set(u.inline.subarray(0, u.size));
+        u.inline = grown;
+      }
+      u.inline.set(chunk, u.size);
+    } else {
+      if (u.inline) {
+        // Past the threshold: what was buffered goes to pages first, then on as usual.
+        const buffered = u.inline.subarray(0, u.size);
+        u.inline = null;
+        this.writePages(u, 0, buffered);
+      }
+      this.writePages(u, u.size, chunk);
     }
     u.hasher.update(chunk);
     if (u.headLen < u.head.length) {
@@ -99,6 +127,25 @@ export class Uploads {
     }
     u.size += chunk.length;
     return u.size;
+  }
+
+  /** Write `data` at body offset `at`, reserving pages as needed; aborts the upload on error. */
+  private writePages(u: Upload, at: number, data: Uint8Array): void {
+    if (data.length === 0) return;
+    const pb = this.core.pageBytes;
+    const needPages = Math.ceil((at + data.length) / pb);
+    if (needPages > u.reserved) {
+      const hintPages = Math.ceil(u.sizeHint / pb);
+      const n = Math.max(needPages - u.reserved, hintPages - u.reserved, MIN_RESERVE_PAGES);
+      for (const e of this.core.space.reserve(n)) appendExtent(u.extents, e);
+      u.reserved += n;
+    }
+    try {
+      this.core.file.writeAt(u.extents, at, data);
+    } catch (err) {
+      this.abort(u.id, u.peer);
+      throw new StoreError("internal", `writing the page file failed: ${(err as Error).message}`);
+    }
   }
 
   abort(id: number, peer: string): void {
@@ -127,6 +174,13 @@ export class Uploads {
 
   abortAll(): void {
     for (const u of [...this.map.values()]) this.abort(u.id, u.peer);
+  }
+
+  /** Memory held by inline buffers: at most inlineBytes per upload (maxUploads in all). */
+  inlineBufferBytes(): number {
+    let n = 0;
+    for (const u of this.map.values()) n += u.inline?.length ?? 0;
+    return n;
   }
 
   reservedPages(): number {

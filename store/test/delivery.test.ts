@@ -5,7 +5,9 @@ import { dec, deliver, enc, type Fixture, fixture, message, readAll } from "./he
 
 let f: Fixture;
 beforeEach(async () => {
-  f = fixture();
+  // Page-file bodies: pages, extents and their reuse are under test here (inline.test.ts
+  // covers bodies stored in their rows, and both kinds side by side).
+  f = fixture({ inlineBytes: 0 });
   await f.store.addUser("alice@example.com", "pw-alice");
   await f.store.addUser("bob@example.com", "pw-bob");
 });

@@ -8,7 +8,8 @@ import { deliver, fixture } from "./helpers.ts";
 
 test("after a failed fsync no delivery is acknowledged and the host hears of it", async () => {
   const fatal: Error[] = [];
-  const f = fixture({ durability: "always", onFatal: (e) => fatal.push(e) });
+  // Page-file bodies: an inline body needs no page-file fsync at all (see inline.test.ts).
+  const f = fixture({ durability: "always", onFatal: (e) => fatal.push(e), inlineBytes: 0 });
   await f.store.addUser("alice@example.com", "pw");
   expect((await deliver(f.client, "before\r\n", ["alice@example.com"])).delivered).toHaveLength(1);
   const real = PageFile.prototype.datasync;

@@ -9,7 +9,7 @@ import { openStore, restoreStore } from "../mod.ts";
 import { deliver, fixture, readAll, storeOptions, tempDir } from "./helpers.ts";
 
 test("verify reports a damaged page, a wrong refcount and a page both free and used", async () => {
-  const f = fixture();
+  const f = fixture({ inlineBytes: 0 }); // page-file bodies: the pages are what is damaged
   await f.store.addUser("alice@example.com", "pw");
   await deliver(f.client, "A".repeat(2000), ["alice@example.com"]);
   await deliver(f.client, "B".repeat(2000), ["alice@example.com"]);
@@ -110,7 +110,7 @@ test("restore refuses a store that is in use", async () => {
 });
 
 test("compact moves bodies into holes and shrinks the file", async () => {
-  const f = fixture();
+  const f = fixture({ inlineBytes: 0 }); // page-file bodies (inline.test.ts mixes both kinds)
   await f.store.addUser("alice@example.com", "pw");
   const alice = (await f.client.call("account.get", { address: "alice@example.com" }))!;
   const inbox = await f.client.call("folder.status", { userId: alice.userId, name: "INBOX" });

@@ -15,7 +15,9 @@ let userId: number;
 let folderId: number;
 
 beforeAll(async () => {
-  f = fixture({ pageBytes: 512, chunkBytes: CHUNK });
+  // Every body in the page file: fragmented extents are the case under test (inline bodies are
+  // read in inline.test.ts).
+  f = fixture({ pageBytes: 512, chunkBytes: CHUNK, inlineBytes: 0 });
   userId = (await f.store.addUser("alice@example.com", "pw")).userId;
   await f.store.addUser("bob@example.com", "pw");
   folderId = (await f.client.call("folder.status", { userId, name: "INBOX" })).folderId;
