@@ -5,6 +5,7 @@
 import * as fs from "node:fs";
 import { basename, join } from "node:path";
 import { StoreError } from "../ipc/store-api.ts";
+import { asctime } from "../mailformat/mod.ts";
 import { userByAddress } from "./accounts.ts";
 import { requireAddress } from "./addresses.ts";
 import { fileUpload } from "./append.ts";
@@ -176,29 +177,6 @@ export async function importMbox(
   if (lines.length > 0 && isBlank(lines[lines.length - 1]!)) sep = latin1.decode(lines.pop()!);
   await flush(sep);
   return report;
-}
-
-function asctime(ms: number): string {
-  const d = new Date(ms);
-  const days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-  const months = [
-    "Jan",
-    "Feb",
-    "Mar",
-    "Apr",
-    "May",
-    "Jun",
-    "Jul",
-    "Aug",
-    "Sep",
-    "Oct",
-    "Nov",
-    "Dec",
-  ];
-  const p = (n: number) => String(n).padStart(2, "0");
-  return `${days[d.getUTCDay()]} ${months[d.getUTCMonth()]} ${String(d.getUTCDate()).padStart(2)} ${
-    p(d.getUTCHours())
-  }:${p(d.getUTCMinutes())}:${p(d.getUTCSeconds())} ${d.getUTCFullYear()}`;
 }
 
 function folderMessages(core: Core, user: string, folder: string): MessageRow[] {

@@ -2,6 +2,9 @@
 // stream of bytes: a human-readable part, the machine-readable message/delivery-status part,
 // and the original message (RET=FULL) or its header (RET=HDRS), streamed from the queue.
 // Which DSNs are due (RFC 3461 NOTIFY) is decided by the runner; see `notifyAllows`.
+import { rfc5322Date } from "../mailformat/mod.ts";
+
+export { rfc5322Date };
 
 export type DsnAction = "failed" | "delayed" | "relayed";
 
@@ -185,31 +188,6 @@ function findHeaderEnd(buf: Uint8Array, from: number, to: number): number {
     if (buf[i + 1] === 0x0d && buf[i + 2] === 0x0a && i + 2 < to) return i + 3;
   }
   return -1;
-}
-
-/** RFC 5322 §3.3 date-time, in UTC. */
-export function rfc5322Date(ms: number): string {
-  const d = new Date(ms);
-  const days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-  const months = [
-    "Jan",
-    "Feb",
-    "Mar",
-    "Apr",
-    "May",
-    "Jun",
-    "Jul",
-    "Aug",
-    "Sep",
-    "Oct",
-    "Nov",
-    "Dec",
-  ];
-  const p = (n: number) => String(n).padStart(2, "0");
-  return `${days[d.getUTCDay()]}, ${d.getUTCDate()} ${
-    months[d.getUTCMonth()]
-  } ${d.getUTCFullYear()} ` +
-    `${p(d.getUTCHours())}:${p(d.getUTCMinutes())}:${p(d.getUTCSeconds())} +0000`;
 }
 
 /** "name: value", folded at spaces so no line passes 78 characters (RFC 5322 §2.2.3). */

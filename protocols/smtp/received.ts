@@ -1,6 +1,7 @@
 // The Received: trace header this server prepends to every message it accepts (RFC 5321 §4.4,
 // RFC 5322 §3.6.7), with the protocol keyword of RFC 3848 / RFC 6531 §3.7.3 saying whether TLS
 // and AUTH were used.
+import { rfc5322Date } from "../../mailformat/mod.ts";
 
 export interface ReceivedInfo {
   heloName: string;
@@ -34,18 +35,6 @@ function safe(text: string, max: number): string {
 function literal(ip: string): string {
   const v4 = ip.startsWith("::ffff:") && ip.includes(".") ? ip.slice(7) : ip;
   return v4.includes(":") ? `[IPv6:${v4}]` : `[${v4}]`;
-}
-
-const DAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-const two = (n: number) => String(n).padStart(2, "0");
-
-/** RFC 5322 §3.3 date-time, in UTC: "Sat, 22 Nov 2025 03:41:00 +0000". */
-export function rfc5322Date(d: Date): string {
-  return `${DAYS[d.getUTCDay()]}, ${d.getUTCDate()} ${
-    MONTHS[d.getUTCMonth()]
-  } ${d.getUTCFullYear()} ` +
-    `${two(d.getUTCHours())}:${two(d.getUTCMinutes())}:${two(d.getUTCSeconds())} +0000`;
 }
 
 /** The header, folded (RFC 5322 §2.2.3) and ending in CRLF. */
