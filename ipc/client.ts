@@ -40,7 +40,7 @@ import { decodeBytes, decodeValue, encodeValue } from "./codec.ts";
 import { ringDoorbell } from "./doorbell.ts";
 import { type Endpoint, type Pump, pumpFor } from "./pump.ts";
 import { errorFromWire } from "./errors.ts";
-import type { RingEntry } from "./ring.ts";
+import { RingOutbox } from "./outbox.ts";
 
 export type AttachedStoreClient = StoreClient & {
   /** Closes the binding: pending calls reject, the store releases this peer's locks. */
@@ -75,7 +75,7 @@ class RingStoreClient implements AttachedStoreClient, Endpoint {
   readonly #listeners = new Map<string, Set<(event: never) => void>>();
   /** Topics the server knows we want; differs from #listeners' keys until synced. */
   readonly #subscribed = new Set<string>();
-  readonly #outbox: RingEntry[] = [];
+  readonly #outbox: RingOutbox;
   #nextId = 1;
   #dead: StoreError | null = null;
 
@@ -83,6 +83,7 @@ class RingStoreClient implements AttachedStoreClient, Endpoint {
     this.#heap = new SharedHeap(desc.heap, desc.selfTag);
     this.#view = viewBinding(desc.binding, desc.ringSlots);
     this.#peerBell = new Int32Array(desc.peerBell);
+    this.#outbox = new RingOutbox(this.#view.requests, this.#peerBell);
     this.#own = ownerOf(desc.bindingId, CLIENT_SIDE);
     this.#theirs = ownerOf(desc.bindingId, SERVER_SIDE);
     this.#window = desc.streamWindow;
@@ -161,7 +162,7 @@ class RingStoreClient implements AttachedStoreClient, Endpoint {
       );
       return n + 1;
     }
-    if (this.#outbox.length > 0) this.#flush();
+    if (this.#outbox.length > 0) this.#outbox.flush();
     if (this.#subscriptionsDirty) this.#syncSubscriptions();
     return n;
   }
@@ -239,29 +240,7 @@ class RingStoreClient implements AttachedStoreClient, Endpoint {
 
   /** Queues an entry in order; a full ring keeps it in the outbox (backpressure, no spin). */
   send(kind: number, id: number, handle: number, length: number): void {
-    const ring = this.#view.requests;
-    if (this.#outbox.length === 0 && ring.push(kind, id, handle, length)) {
-      ringDoorbell(this.#peerBell);
-      return;
-    }
-    this.#outbox.push({ kind, id, handle, length });
-    this.#flush();
-  }
-
-  #flush(): void {
-    const ring = this.#view.requests;
-    let pushed = 0;
-    while (this.#outbox.length > 0) {
-      const e = this.#outbox[0]!;
-      if (!ring.push(e.kind, e.id, e.handle, e.length)) {
-        ring.wantSpace();
-        // The server may have drained between our failed push and the flag: try once more.
-        if (!ring.push(e.kind, e.id, e.handle, e.length)) break;
-      }
-      this.#outbox.shift();
-      pushed++;
-    }
-    if (pushed > 0) ringDoorbell(this.#peerBell);
+    this.#outbox.send(kind, id, handle, length);
   }
 
   newStreamId(): number {
@@ -320,8 +299,7 @@ class RingStoreClient implements AttachedStoreClient, Endpoint {
     this.#streams.clear();
     // Our blocks that never reached the server: free them (the server may be taking one at
     // this instant; the owner check lets exactly one of us have it).
-    for (const e of this.#outbox) if (e.handle !== 0) this.#heap.free(e.handle, this.#own);
-    this.#outbox.length = 0;
+    this.#outbox.discard((e) => e.handle !== 0 && this.#heap.free(e.handle, this.#own));
     for (const e of this.#view.requests.unconsumed()) {
       if (e.handle !== 0) this.#heap.free(e.handle, this.#own);
     }

@@ -30,7 +30,7 @@ import { decodeLeased, decodeValue, encodeBytes, encodeValue } from "./codec.ts"
 import { errorToWire } from "./errors.ts";
 import { ringDoorbell } from "./doorbell.ts";
 import { type Endpoint, type Pump, pumpFor } from "./pump.ts";
-import type { RingEntry } from "./ring.ts";
+import { RingOutbox } from "./outbox.ts";
 
 export interface ServedBindingHandle {
   /** Closes this binding: the client's pending calls reject, peerGone(peer) runs. */
@@ -100,7 +100,7 @@ class ServedBinding implements Endpoint {
   readonly #chunkBytes: number;
   readonly #window: number;
   readonly #slots: number;
-  readonly #backlog: RingEntry[] = [];
+  readonly #backlog: RingOutbox;
   readonly #streams = new Map<number, ServedStream>();
   #closed = false;
   /** Inside a drain, blocks to free are batched under one heap lock. */
@@ -118,6 +118,7 @@ class ServedBinding implements Endpoint {
     this.#heap = new SharedHeap(desc.heap, desc.selfTag);
     this.#view = viewBinding(desc.binding, desc.ringSlots);
     this.#peerBell = new Int32Array(desc.peerBell);
+    this.#backlog = new RingOutbox(this.#view.responses, this.#peerBell);
     this.#own = ownerOf(desc.bindingId, SERVER_SIDE);
     this.#theirs = ownerOf(desc.bindingId, CLIENT_SIDE);
     this.#ctx = { peer: desc.peer };
@@ -146,7 +147,7 @@ class ServedBinding implements Endpoint {
       this.#teardown();
       return 1;
     }
-    if (this.#backlog.length > 0) this.#flush();
+    if (this.#backlog.length > 0) this.#backlog.flush();
     let n = 0;
     // Replies the client has not taken bound how much more we accept: past a ring's worth, its
     // requests wait in its own ring (backpressure reaches the engine, memory stays bounded).
@@ -379,27 +380,7 @@ class ServedBinding implements Endpoint {
       if (handle !== 0) this.#heap.free(handle, this.#own);
       return;
     }
-    if (this.#backlog.length === 0 && this.#view.responses.push(kind, id, handle, length)) {
-      ringDoorbell(this.#peerBell);
-      return;
-    }
-    this.#backlog.push({ kind, id, handle, length });
-    this.#flush();
-  }
-
-  #flush(): void {
-    const ring = this.#view.responses;
-    let pushed = 0;
-    while (this.#backlog.length > 0) {
-      const e = this.#backlog[0]!;
-      if (!ring.push(e.kind, e.id, e.handle, e.length)) {
-        ring.wantSpace();
-        if (!ring.push(e.kind, e.id, e.handle, e.length)) break;
-      }
-      this.#backlog.shift();
-      pushed++;
-    }
-    if (pushed > 0) ringDoorbell(this.#peerBell);
+    this.#backlog.send(kind, id, handle, length);
   }
 
   #teardown(): void {
@@ -409,8 +390,7 @@ class ServedBinding implements Endpoint {
       s.cancelled = true;
       this.#wakeStream(s);
     }
-    for (const e of this.#backlog) if (e.handle !== 0) this.#heap.free(e.handle, this.#own);
-    this.#backlog.length = 0;
+    this.#backlog.discard((e) => e.handle !== 0 && this.#heap.free(e.handle, this.#own));
     for (const e of this.#view.responses.unconsumed()) {
       if (e.handle !== 0) this.#heap.free(e.handle, this.#own);
     }

@@ -1,0 +1,56 @@
+// The sending side of one ring: entries go straight into the ring while it has room; when it
+// is full they wait here in order (backpressure without spinning) and are flushed as the peer
+// drains. Both ends of a binding send this way: the client its requests, the server its replies.
+import { ringDoorbell } from "./doorbell.ts";
+import type { Ring, RingEntry } from "./ring.ts";
+
+export class RingOutbox {
+  #waiting: RingEntry[] = [];
+  /** Index of the first entry still waiting (a head index: no O(n) shift per entry). */
+  #head = 0;
+
+  constructor(private readonly ring: Ring, private readonly peerBell: Int32Array) {}
+
+  /** Entries waiting for ring space. */
+  get length(): number {
+    return this.#waiting.length - this.#head;
+  }
+
+  send(kind: number, id: number, handle: number, length: number): void {
+    if (this.length === 0 && this.ring.push(kind, id, handle, length)) {
+      ringDoorbell(this.peerBell);
+      return;
+    }
+    this.#waiting.push({ kind, id, handle, length });
+    this.flush();
+  }
+
+  flush(): void {
+    let pushed = 0;
+    while (this.#head < this.#waiting.length) {
+      const e = this.#waiting[this.#head]!;
+      if (!this.ring.push(e.kind, e.id, e.handle, e.length)) {
+        this.ring.wantSpace();
+        // The peer may have drained between our failed push and the flag: try once more.
+        if (!this.ring.push(e.kind, e.id, e.handle, e.length)) break;
+      }
+      this.#head++;
+      pushed++;
+    }
+    if (this.#head === this.#waiting.length) {
+      this.#waiting = [];
+      this.#head = 0;
+    } else if (this.#head > 1024) {
+      this.#waiting = this.#waiting.slice(this.#head);
+      this.#head = 0;
+    }
+    if (pushed > 0) ringDoorbell(this.peerBell);
+  }
+
+  /** Empties the outbox, handing back each waiting entry (to free its heap block). */
+  discard(each: (e: RingEntry) => void): void {
+    for (let i = this.#head; i < this.#waiting.length; i++) each(this.#waiting[i]!);
+    this.#waiting = [];
+    this.#head = 0;
+  }
+}
