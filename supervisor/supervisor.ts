@@ -54,11 +54,13 @@ export class Supervisor {
   /** Ports the kernel chose for listeners configured with port 0, so a whole pool shares one. */
   #pins = new Map<string, number>();
   #startedAt = Date.now();
+  #loadedText: string;
 
   constructor(private readonly opts: SupervisorOptions) {
     const loaded = loadMetabase(opts.metabaseFile);
     if (!loaded.ok) throw new MetabaseError(opts.metabaseFile, loaded.issues);
     this.metabase = loaded.metabase;
+    this.#loadedText = loaded.text;
     this.paths = resolvePaths(opts.metabaseFile, loaded.metabase);
     const lg = this.metabase.logging;
     this.#sink = eventLogSink({
@@ -110,11 +112,8 @@ export class Supervisor {
       }
     }
     this.#writeStatus();
-    this.#watcher = watchMetabase(
-      this.paths.file,
-      loadMetabase(this.paths.file).text ?? "",
-      (r) => void this.#apply(r),
-    );
+    // Compared with the text read at construction: an edit made while starting is applied.
+    this.#watcher = watchMetabase(this.paths.file, this.#loadedText, (r) => void this.#apply(r));
     this.#health = setInterval(
       () => void this.#healthTick(),
       mb.supervisor.healthIntervalSeconds * 1000,
