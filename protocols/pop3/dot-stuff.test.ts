@@ -62,6 +62,20 @@ describe("DotStuffer", () => {
       }
     }
   });
+
+  test("chunks that are views (an offset into shared memory, a Buffer) stuff the same", () => {
+    // The native "\n." search reads through the chunk's own offset: a view must not leak
+    // bytes of its neighbours into the search (the heap block before it ends in "\n").
+    const text = ".a\r\n.b\r\nc.d\r\n\r\n..\r\n";
+    const plain = stuffAll(enc(text), [3, 4, 9]);
+    const shared = new Uint8Array(new SharedArrayBuffer(64));
+    shared.set(enc("\n"), 9);
+    shared.set(enc(text), 10);
+    const view = shared.subarray(10, 10 + text.length);
+    expect(stuffAll(view, [3, 4, 9])).toBe(plain);
+    expect(stuffAll(Buffer.from(text, "latin1"), [3, 4, 9])).toBe(plain);
+    expect(plain).toBe("..a\r\n..b\r\nc.d\r\n\r\n...\r\n.\r\n");
+  });
 });
 
 describe("TopLimiter", () => {

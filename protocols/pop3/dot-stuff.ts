@@ -8,6 +8,13 @@ const CR = 0x0d;
 const DOT = 0x2e;
 const TERMINATOR = new Uint8Array([DOT, CR, LF]);
 const CRLF_TERMINATOR = new Uint8Array([CR, LF, DOT, CR, LF]);
+/** A dot starting any line but the chunk's first. */
+const LF_DOT = Buffer.from([LF, DOT]);
+
+/** The same bytes as a Buffer (for its native indexOf of a byte sequence), without a copy. */
+function asBuffer(chunk: Uint8Array): Buffer {
+  return Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length);
+}
 
 export class DotStuffer {
   /** The next byte starts a line. */
@@ -19,12 +26,12 @@ export class DotStuffer {
   /** Returns the bytes to send for `chunk`: the chunk itself when no dot needs doubling. */
   stuff(chunk: Uint8Array): Uint8Array {
     if (chunk.length === 0) return chunk;
-    const atLineStart = this.#atLineStart;
-    const lineInitial = (i: number) => (i === 0 ? atLineStart : chunk[i - 1] === LF);
-    let extra = 0;
-    for (let i = chunk.indexOf(DOT); i >= 0; i = chunk.indexOf(DOT, i + 1)) {
-      if (lineInitial(i)) extra++;
-    }
+    // Line-initial dots are found as "\n." by Buffer's native search (one pass over the
+    // chunk), not by visiting every dot: ordinary text has a dot in most lines.
+    const bytes = asBuffer(chunk);
+    const first = this.#atLineStart && chunk[0] === DOT ? 0 : -1;
+    let extra = first === 0 ? 1 : 0;
+    for (let i = bytes.indexOf(LF_DOT); i >= 0; i = bytes.indexOf(LF_DOT, i + 2)) extra++;
     const n = chunk.length;
     this.#secondLast = n >= 2 ? chunk[n - 2]! : this.#last;
     this.#last = chunk[n - 1]!;
@@ -34,13 +41,16 @@ export class DotStuffer {
     const out = new Uint8Array(n + extra);
     let from = 0;
     let at = 0;
-    for (let i = chunk.indexOf(DOT); i >= 0; i = chunk.indexOf(DOT, i + 1)) {
-      if (!lineInitial(i)) continue;
-      out.set(chunk.subarray(from, i + 1), at);
-      at += i + 1 - from;
-      out[at++] = DOT; // RFC 1939 §3: byte-stuff the termination octet
-      from = i + 1;
-    }
+    // Each line-initial dot is copied, then doubled (RFC 1939 §3: byte-stuff the termination
+    // octet).
+    const double = (dot: number) => {
+      out.set(chunk.subarray(from, dot + 1), at);
+      at += dot + 1 - from;
+      out[at++] = DOT;
+      from = dot + 1;
+    };
+    if (first === 0) double(0);
+    for (let i = bytes.indexOf(LF_DOT); i >= 0; i = bytes.indexOf(LF_DOT, i + 2)) double(i + 1);
     out.set(chunk.subarray(from), at);
     return out;
   }
