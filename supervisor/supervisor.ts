@@ -206,12 +206,12 @@ export class Supervisor {
    * doing the same (another Posthorn on another data dir) would silently take half the traffic.
    * So every port is first bound once without it: a port someone else holds fails loudly here.
    */
-  #probePorts(mb: Metabase): void {
+  #probePorts(mb: Metabase, ours: Set<string> = new Set()): void {
     const busy: string[] = [];
     for (const engine of ENGINES) {
       if (!mb[engine].enabled || !isBuilt(engine)) continue;
       for (const l of listenersOf(mb, 0, engine)) {
-        if (l.state !== "started" || l.port === 0) continue;
+        if (l.state !== "started" || l.port === 0 || ours.has(`${l.bind}:${l.port}`)) continue;
         try {
           Bun.listen({ hostname: l.bind, port: l.port, socket: { data() {} } }).stop(true);
         } catch (err) {
@@ -389,6 +389,20 @@ export class Supervisor {
     }
     const next = r.metabase;
     const before = this.metabase;
+    // Addresses a reload adds get the same probe as at start (ours are bound with reusePort).
+    const ours = new Set(
+      this.listeners().filter((l) => l.boundPort).map((l) => `${l.bind}:${l.port}`),
+    );
+    try {
+      this.#probePorts(next, ours);
+    } catch (err) {
+      this.log.error("metabase.rejected", {
+        file: this.paths.file,
+        issues: [(err as Error).message],
+        hint: "the running configuration stays in force",
+      });
+      return false;
+    }
     // Most settings are read per session or per call and apply at once; these are fixed when
     // the server starts, and saying so beats a reload that silently changes nothing.
     const fixed = {

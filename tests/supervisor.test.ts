@@ -397,4 +397,26 @@ describe("supervisor", () => {
       await app.stop();
     }
   });
+
+  test("a reload that moves a listener onto a port held elsewhere is refused", async () => {
+    const app = await startTestAppliance();
+    dirs.push(app.dir);
+    const holder = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    try {
+      editMetabase(join(app.dir, "metabase.json"), (raw: any) => {
+        raw.pop3.listeners[0].port = holder.port;
+      });
+      await eventually(
+        () => app.supervisor.recentLog.some((r) => r.event === "metabase.rejected"),
+        10_000,
+        "the rejection",
+      );
+      const rejected = app.supervisor.recentLog.find((r) => r.event === "metabase.rejected")!;
+      expect(JSON.stringify(rejected.issues)).toMatch(/EADDRINUSE/);
+      expect(await greeting(app.ports.pop3!)).toMatch(/^\+OK/); // still where it was
+    } finally {
+      holder.stop(true);
+      await app.stop();
+    }
+  });
 });
