@@ -123,8 +123,13 @@ export function listMessages(core: Core, folderId: FolderId, sinceUid = 0): Mess
   ).all(folderId, sinceUid) as MessageRow[]).map((r) => summary(r, core.uidlEpoch));
 }
 
-/** Throws quota if the user cannot take `bytes` more in `messages` more messages. */
-export function checkQuota(core: Core, userId: UserId, bytes: number, messages: number): void {
+/** A user's usage and effective limits (their own quota, else the store's default). */
+export function quotaState(core: Core, userId: UserId): {
+  usedBytes: number;
+  usedMessages: number;
+  maxBytes: number | null;
+  maxMessages: number | null;
+} | null {
   const u = core.db.query(
     "SELECT quota_bytes, quota_messages, used_bytes, used_messages FROM users WHERE id = ?",
   ).get(userId) as {
@@ -133,13 +138,23 @@ export function checkQuota(core: Core, userId: UserId, bytes: number, messages: 
     used_bytes: number;
     used_messages: number;
   } | null;
-  if (!u) throw new StoreError("not_found", `no user ${userId}`);
-  const qb = u.quota_bytes ?? core.opts.quotaBytes;
-  const qm = u.quota_messages ?? core.opts.quotaMessages;
-  if (qb !== null && u.used_bytes + bytes > qb) {
+  if (!u) return null;
+  return {
+    usedBytes: u.used_bytes,
+    usedMessages: u.used_messages,
+    maxBytes: u.quota_bytes ?? core.opts.quotaBytes,
+    maxMessages: u.quota_messages ?? core.opts.quotaMessages,
+  };
+}
+
+/** Throws quota if the user cannot take `bytes` more in `messages` more messages. */
+export function checkQuota(core: Core, userId: UserId, bytes: number, messages: number): void {
+  const q = quotaState(core, userId);
+  if (!q) throw new StoreError("not_found", `no user ${userId}`);
+  if (q.maxBytes !== null && q.usedBytes + bytes > q.maxBytes) {
     throw new StoreError("quota", "mailbox is over its storage quota");
   }
-  if (qm !== null && u.used_messages + messages > qm) {
+  if (q.maxMessages !== null && q.usedMessages + messages > q.maxMessages) {
     throw new StoreError("quota", "mailbox is over its message-count quota");
   }
 }

@@ -8,6 +8,7 @@
 import type { Recipient } from "../ipc/store-api.ts";
 import { parseAddress } from "./addresses.ts";
 import type { Core } from "./core.ts";
+import { quotaState } from "./messages.ts";
 
 const MAX_DEPTH = 8;
 const MAX_MEMBERS = 10_000;
@@ -206,17 +207,8 @@ export function resolveRecipient(core: Core, input: string): Recipient {
 
 /** Bytes one more message may have for this user; null when no quota limits it. */
 function roomOf(core: Core, userId: number): number | null {
-  const u = core.db.query(
-    "SELECT quota_bytes, quota_messages, used_bytes, used_messages FROM users WHERE id = ?",
-  ).get(userId) as {
-    quota_bytes: number | null;
-    quota_messages: number | null;
-    used_bytes: number;
-    used_messages: number;
-  } | null;
-  if (!u) return 0;
-  const maxBytes = u.quota_bytes ?? core.opts.quotaBytes;
-  const maxMessages = u.quota_messages ?? core.opts.quotaMessages;
-  if (maxMessages !== null && u.used_messages + 1 > maxMessages) return 0;
-  return maxBytes === null ? null : Math.max(0, maxBytes - u.used_bytes);
+  const q = quotaState(core, userId);
+  if (!q) return 0;
+  if (q.maxMessages !== null && q.usedMessages + 1 > q.maxMessages) return 0;
+  return q.maxBytes === null ? null : Math.max(0, q.maxBytes - q.usedBytes);
 }
