@@ -6,7 +6,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { join } from "node:path";
 import { editMetabase } from "../metabase/mod.ts";
-import { startAppliance } from "../mod.ts";
+import { startAppliance, type StoreClient } from "../mod.ts";
 import { cli, eventually, removeDir, startTestAppliance, tempDir } from "./helpers.ts";
 
 /** Opens a TCP connection and resolves with the server's first line (the greeting). */
@@ -29,6 +29,21 @@ function greeting(port: number): Promise<string> {
       reject(new Error("no greeting"));
     });
   });
+}
+
+/** Waits until the store answers the supervisor again (after a restart). */
+async function storeAnswers(app: { supervisor: { store: StoreClient } }): Promise<void> {
+  await eventually(
+    async () => {
+      try {
+        return (await app.supervisor.store.call("store.stats", {})).messages >= 0;
+      } catch {
+        return false;
+      }
+    },
+    10_000,
+    "the store answering again",
+  );
 }
 
 const refused = (port: number) => greeting(port).then(() => false, () => true);
@@ -186,17 +201,7 @@ describe("supervisor", () => {
         10_000,
         "store restarted",
       );
-      await eventually(
-        async () => {
-          try {
-            return (await app.supervisor.store.call("store.stats", {})).messages >= 0;
-          } catch {
-            return false;
-          }
-        },
-        10_000,
-        "store reachable again",
-      );
+      await storeAnswers(app);
     } finally {
       await app.stop();
     }
@@ -382,17 +387,7 @@ describe("supervisor", () => {
         r.event === "worker.crashed" && r.role === "store"
       )!;
       expect(String(crashed.reason)).toMatch(/watchdog/);
-      await eventually(
-        async () => {
-          try {
-            return (await app.supervisor.store.call("store.stats", {})).messages >= 0;
-          } catch {
-            return false;
-          }
-        },
-        10_000,
-        "the store answering again",
-      );
+      await storeAnswers(app);
     } finally {
       await app.stop();
     }
