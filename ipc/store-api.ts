@@ -440,7 +440,14 @@ export interface StoreCalls {
   // health
   "store.stats": {
     req: Record<string, never>;
-    res: { messages: number; bodies: number; pageFileBytes: number; freePages: number };
+    res: {
+      messages: number;
+      bodies: number;
+      pageFileBytes: number;
+      freePages: number;
+      /** Bodies stored but not yet in the full-text index (indexed in batches, soon after). */
+      indexPending: number;
+    };
   };
 }
 

@@ -5,7 +5,8 @@ import { addRef, findBody, insertBody } from "./bodies.ts";
 import type { Committer } from "./commit.ts";
 import type { Core } from "./core.ts";
 import { folderById } from "./folders.ts";
-import { headerEnd, indexText, messageIdOf, parseHeaders } from "./headers.ts";
+import { headerEnd, messageIdOf, parseHeaders } from "./headers.ts";
+import { queueForIndex } from "./fts.ts";
 import { checkQuota, insertMessage } from "./messages.ts";
 import type { Uploads } from "./uploads.ts";
 
@@ -51,14 +52,7 @@ export async function fileUpload(
         addRef(core, bodyId, folderIds.length);
       } else {
         bodyId = insertBody(core, up.size, sha256, used, folderIds.length, up.inlineBytes());
-        if (core.indexBytes > 0) {
-          const t = indexText(head);
-          core.db.query("INSERT INTO body_fts(rowid, headers, text) VALUES (?, ?, ?)").run(
-            bodyId,
-            t.headers,
-            t.text,
-          );
-        }
+        queueForIndex(core, bodyId);
       }
       for (const id of folderIds) {
         const ins = insertMessage(core, id, {

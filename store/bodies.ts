@@ -4,6 +4,7 @@
 // page file, which readers stream chunk by chunk straight from its pages.
 import type { Core } from "./core.ts";
 import type { Extent } from "./extents.ts";
+import { dropFromIndex } from "./fts.ts";
 
 export interface BodyRow {
   id: number;
@@ -79,7 +80,7 @@ export function dropRef(core: Core, id: number, n = 1): void {
     return;
   }
   core.db.query("DELETE FROM bodies WHERE id = ?").run(id);
-  core.db.query("DELETE FROM body_fts WHERE rowid = ?").run(id);
+  dropFromIndex(core, id);
   // An inline body goes with its row: nothing in the page file to free.
   if (b.extents.length > 0) core.space.release(id, b.extents);
 }
@@ -143,6 +144,11 @@ export async function* streamLayout(
 /** `prefix + body` whole in one buffer (message.readMany: small messages only). */
 export function readWhole(core: Core, body: BodyLayout, prefix: Uint8Array | null): Uint8Array {
   return chunkAt(core, body, prefix, 0, (prefix ? prefix.length : 0) + body.size);
+}
+
+/** The first `max` bytes of a body (all of it if shorter), for the full-text index. */
+export function readBodyStart(core: Core, body: BodyLayout, max: number): Uint8Array {
+  return chunkAt(core, body, null, 0, Math.min(body.size, max));
 }
 
 /**

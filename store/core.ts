@@ -8,7 +8,8 @@ import type { StoreTopics } from "../ipc/store-api.ts";
 import type { Logger } from "../log/mod.ts";
 import type { Metabase } from "../metabase/schema.ts";
 import { StoreError } from "../ipc/store-api.ts";
-import { type Durability, openDatabase, Tx } from "./db.ts";
+import { type Durability, openDatabase, Tx, WalFile } from "./db.ts";
+import { FullTextIndexer } from "./fts.ts";
 import { currentOwner, disown, tryOwn } from "./owner.ts";
 import { PageFile } from "./pagefile.ts";
 import { getMeta, setMeta, Space } from "./space.ts";
@@ -65,6 +66,7 @@ export const DEFAULT_INLINE_BYTES = 8 * 1024;
 export class Core {
   readonly db: Database;
   readonly tx: Tx;
+  readonly wal: WalFile;
   readonly file: PageFile;
   readonly space: Space;
   readonly log: Logger;
@@ -75,6 +77,7 @@ export class Core {
   indexBytes: number;
   maxPrefixBytes: number;
   inlineBytes: number;
+  readonly indexer: FullTextIndexer;
   /** Bumped by each restore from backup (see uniqueIdOf). */
   readonly uidlEpoch: number;
   domains = new Map<string, DomainConfig>();
@@ -94,6 +97,7 @@ export class Core {
     try {
       this.db = openDatabase(join(opts.dir, DB_FILE), opts.durability);
       this.tx = new Tx(this.db);
+      this.wal = new WalFile(join(opts.dir, DB_FILE) + "-wal");
       // The page size is fixed when the store is created; a later metabase change cannot
       // reinterpret existing page numbers.
       const stored = getMeta(this.db, "page_bytes");
@@ -123,6 +127,7 @@ export class Core {
     this.maxPrefixBytes = opts.maxPrefixBytes ?? 16 * 1024;
     this.inlineBytes = opts.inlineBytes ?? DEFAULT_INLINE_BYTES;
     this.setDomains(opts.domains);
+    this.indexer = new FullTextIndexer(this);
   }
 
   /**
@@ -184,11 +189,13 @@ export class Core {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.indexer.stop();
     this.file.close();
     try {
       this.db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
     } catch { /* another process holds a read snapshot: the WAL stays, still consistent */ }
     this.db.close();
+    this.wal.close();
     if (this.owner) disown(this.opts.dir);
   }
 }

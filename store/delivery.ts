@@ -10,7 +10,8 @@ import { addRef, findBody, insertBody } from "./bodies.ts";
 import type { Committer } from "./commit.ts";
 import type { Core } from "./core.ts";
 import { folderById, folderByName } from "./folders.ts";
-import { headerEnd, indexText, messageIdOf, parseHeaders } from "./headers.ts";
+import { headerEnd, messageIdOf, parseHeaders } from "./headers.ts";
+import { queueForIndex } from "./fts.ts";
 import { checkQuota, insertMessage } from "./messages.ts";
 import { expand } from "./resolve.ts";
 import type { Upload, Uploads } from "./uploads.ts";
@@ -46,7 +47,7 @@ export async function commitDelivery(
   let sharedBody = false;
   return await committer.submit(
     () => {
-      const res = applyDelivery(core, req, up, prefix, sha256, used, messageIdHeader, head);
+      const res = applyDelivery(core, req, up, prefix, sha256, used, messageIdHeader);
       alongside?.();
       sharedBody = res.sharedBody;
       core.tx.afterCommit(() => core.space.giveBack(sharedBody ? up.extents : spare));
@@ -65,7 +66,6 @@ function applyDelivery(
   sha256: string,
   used: [number, number][],
   messageIdHeader: string | null,
-  head: Uint8Array,
 ): { result: Res; sharedBody: boolean } {
   const now = Date.now();
   const result: Res = { delivered: [], queued: [], failed: [] };
@@ -144,14 +144,7 @@ function applyDelivery(
     addRef(core, bodyId, refs + bounces.length);
   } else {
     bodyId = insertBody(core, up.size, sha256, used, refs + bounces.length, up.inlineBytes());
-    if (core.indexBytes > 0) {
-      const t = indexText(head);
-      core.db.query("INSERT INTO body_fts(rowid, headers, text) VALUES (?, ?, ?)").run(
-        bodyId,
-        t.headers,
-        t.text,
-      );
-    }
+    queueForIndex(core, bodyId);
   }
   const firstMessage = new Map<string, number>();
   for (const l of locals) {

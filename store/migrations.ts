@@ -123,4 +123,9 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE bodies ADD COLUMN inline BLOB;
   `,
+  // 5: bodies stored but not yet in body_fts: the full-text index is filled in batches behind
+  // the deliveries (store/fts.ts), and whatever a crash left here is indexed after restart.
+  `
+  CREATE TABLE fts_pending(body_id INTEGER PRIMARY KEY);
+  `,
 ];

@@ -388,6 +388,7 @@ export function createService(p: ServiceParts): StoreService {
         bodies: q("SELECT count(*) AS n FROM bodies"),
         pageFileBytes: core.file.sizeBytes(),
         freePages: q("SELECT ifnull(sum(count), 0) AS n FROM free_extents"),
+        indexPending: core.indexer.pending(),
       };
     },
   };

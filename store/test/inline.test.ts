@@ -328,7 +328,9 @@ describe("inline bodies", () => {
       await old.close();
       // Back to schema version 3: no inline column.
       const db = new Database(join(t.dir, DB_FILE));
-      db.exec("ALTER TABLE bodies DROP COLUMN inline; PRAGMA user_version = 3");
+      db.exec(
+        "ALTER TABLE bodies DROP COLUMN inline; DROP TABLE fts_pending; PRAGMA user_version = 3",
+      );
       db.close();
 
       const store = openStore(storeOptions(t.dir, { inlineBytes: INLINE }));

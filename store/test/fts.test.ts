@@ -1,0 +1,123 @@
+// The full-text index filled behind the deliveries (store/fts.ts): queued with the delivery,
+// indexed in batches when the store is quiet, found by a search at once regardless, dropped
+// with its body, and finished after a restart.
+import { describe, expect, test } from "bun:test";
+import { Database } from "bun:sqlite";
+import { join } from "node:path";
+import { createDirectStoreClient } from "../../ipc/store-client.ts";
+import { eventually } from "../../tests/helpers.ts";
+import { DB_FILE } from "../core.ts";
+import { INDEX_BATCH } from "../fts.ts";
+import { openStore } from "../mod.ts";
+import { deliver, fixture, storeOptions, tempDir } from "./helpers.ts";
+
+const message = (subject: string, text: string) =>
+  `From: a@remote.test\r\nTo: alice@example.com\r\nSubject: ${subject}\r\n\r\n${text}\r\n`;
+
+async function inboxOf(f: ReturnType<typeof fixture>, address: string) {
+  const acct = await f.client.call("account.get", { address });
+  const folders = await f.client.call("folder.list", { userId: acct!.userId });
+  return { userId: acct!.userId, folderId: folders.find((x) => x.name === "INBOX")!.folderId };
+}
+
+describe("full-text index behind the deliveries", () => {
+  test("a delivery queues its body; the quiet store indexes it; a search never misses", async () => {
+    const f = fixture();
+    try {
+      await f.store.addUser("alice@example.com", "pw");
+      const { userId, folderId } = await inboxOf(f, "alice@example.com");
+      await deliver(f.client, message("Harbour", "the ferry leaves at noon"), [
+        "alice@example.com",
+      ]);
+      // A search right after the delivery indexes whatever is still pending first.
+      expect(await f.client.call("message.search", { userId, folderId, text: "ferry" })).toEqual([
+        1,
+      ]);
+      expect((await f.client.call("store.stats", {})).indexPending).toBe(0);
+
+      // Without a search, the store indexes on its own once deliveries pause.
+      await deliver(f.client, message("Lighthouse", "a beam over the rocks"), [
+        "alice@example.com",
+      ]);
+      await eventually(async () => (await f.client.call("store.stats", {})).indexPending === 0);
+      expect(await f.client.call("message.search", { userId, folderId, text: "beam" })).toEqual([
+        2,
+      ]);
+    } finally {
+      await f.done();
+    }
+  });
+
+  test("a full batch is indexed while deliveries keep coming", async () => {
+    const f = fixture();
+    try {
+      await f.store.addUser("alice@example.com", "pw");
+      const { userId, folderId } = await inboxOf(f, "alice@example.com");
+      const n = INDEX_BATCH + 10;
+      for (let i = 0; i < n; i++) {
+        await deliver(f.client, message(`Note ${i}`, `word${i} shared`), ["alice@example.com"]);
+      }
+      await eventually(async () => (await f.client.call("store.stats", {})).indexPending === 0);
+      const all = await f.client.call("message.search", { userId, folderId, text: "shared" });
+      expect(all.length).toBe(n);
+      expect(await f.client.call("message.search", { userId, folderId, text: `word${n - 1}` }))
+        .toEqual([n]);
+    } finally {
+      await f.done();
+    }
+  });
+
+  test("an expunged message's pending body leaves the queue with it", async () => {
+    const f = fixture();
+    try {
+      await f.store.addUser("alice@example.com", "pw");
+      const { userId, folderId } = await inboxOf(f, "alice@example.com");
+      await deliver(f.client, message("Gone", "ephemeral words"), ["alice@example.com"]);
+      await f.client.call("mailbox.expunge", { userId, folderId, uids: [1] });
+      expect((await f.client.call("store.stats", {})).indexPending).toBe(0);
+      expect(await f.client.call("message.search", { userId, folderId, text: "ephemeral" }))
+        .toEqual([]);
+      expect((await f.store.verify()).problems).toEqual([]);
+    } finally {
+      await f.done();
+    }
+  });
+
+  test("bodies left pending by a crash are indexed after the next start", async () => {
+    const t = tempDir();
+    try {
+      let store = openStore(storeOptions(t.dir));
+      let client = createDirectStoreClient(store.service, "test");
+      await store.addUser("alice@example.com", "pw");
+      await deliver(client, message("Before", "restart survives"), ["alice@example.com"]);
+      client.close();
+      await store.close();
+      // As a crash between the delivery's commit and its indexing leaves it: queued only.
+      const db = new Database(join(t.dir, DB_FILE));
+      db.exec("DELETE FROM body_fts; INSERT OR IGNORE INTO fts_pending SELECT id FROM bodies");
+      expect((db.query("SELECT count(*) AS n FROM fts_pending").get() as { n: number }).n).toBe(1);
+      db.close();
+
+      store = openStore(storeOptions(t.dir));
+      client = createDirectStoreClient(store.service, "test");
+      try {
+        await eventually(async () => (await client.call("store.stats", {})).indexPending === 0);
+        const acct = await client.call("account.get", { address: "alice@example.com" });
+        const folders = await client.call("folder.list", { userId: acct!.userId });
+        const folderId = folders.find((x) => x.name === "INBOX")!.folderId;
+        expect(
+          await client.call("message.search", {
+            userId: acct!.userId,
+            folderId,
+            text: "survives",
+          }),
+        ).toEqual([1]);
+      } finally {
+        client.close();
+        await store.close();
+      }
+    } finally {
+      t.cleanup();
+    }
+  });
+});
