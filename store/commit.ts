@@ -1,6 +1,7 @@
 // Group commit: deliveries that arrive while the disk is busy share one fdatasync of the page
 // file and one SQLite transaction (one WAL fsync), each inside its own savepoint so one failing
 // delivery never takes the others down. Nothing resolves before its transaction is durable.
+// Both fsyncs run on the thread pool, never blocking the store thread.
 // A batch in which no job wrote pages (inline bodies, queue updates) skips the page-file
 // fdatasync: its bytes are all in the WAL, so the commit's own fsync is the only one needed.
 import type { Core } from "./core.ts";
@@ -95,6 +96,11 @@ export class Committer {
       }
     }
     const outcomes: ({ ok: true; value: unknown } | { ok: false; error: unknown })[] = [];
+    // The COMMIT writes the WAL without fsync (synchronous=NORMAL keeps SQLite consistent);
+    // the fsync follows on the thread pool, so the store thread serves other calls (RCPT
+    // lookups, uploads) meanwhile instead of blocking in it. Nothing resolves before it.
+    const durable = this.core.opts.durability !== "off";
+    if (durable) this.core.db.exec("PRAGMA synchronous = NORMAL");
     try {
       this.core.tx.run(() => {
         for (const j of batch) {
@@ -112,6 +118,23 @@ export class Committer {
         j.reject(error);
       }
       return;
+    } finally {
+      if (durable) this.core.db.exec("PRAGMA synchronous = FULL");
+    }
+    if (durable) {
+      try {
+        await this.core.wal.sync();
+      } catch (err) {
+        // Committed but maybe not durable: nobody is told it is stored. The rows are in the
+        // database, so nothing in memory is undone; the store restarts from what is on disk.
+        this.core.fail(err as Error);
+        for (const j of batch) j.reject(this.core.fatalError());
+        for (const j of this.pending.splice(0)) {
+          j.cleanup();
+          j.reject(this.core.fatalError());
+        }
+        return;
+      }
     }
     this.flushes++;
     this.jobs += batch.length;

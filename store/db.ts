@@ -2,6 +2,7 @@
 // running migrations, and transactions with after-commit hooks: in-memory state (the free
 // list, events) changes only once the rows that justify it are committed.
 import { Database } from "bun:sqlite";
+import { closeSync, fdatasync, fstatSync, openSync, statSync } from "node:fs";
 import { MIGRATIONS } from "./migrations.ts";
 
 export type Durability = "always" | "group" | "off";
@@ -83,5 +84,45 @@ export class Tx {
       this.frames.pop();
       throw err;
     }
+  }
+}
+
+/**
+ * The database's write-ahead log seen from outside SQLite, so a group commit can make its
+ * COMMIT durable off the store thread: the batch commits with synchronous=NORMAL (frames
+ * written, no fsync: SQLite stays consistent, only durability waits), then this fdatasyncs the
+ * WAL on the thread pool while the store serves other calls, and only then is anyone told.
+ * fsync is per inode, so a read-only descriptor of our own does it; reopened if SQLite ever
+ * replaces the file.
+ */
+export class WalFile {
+  #fd: number | null = null;
+  #ino = -1;
+
+  constructor(readonly path: string) {}
+
+  sync(): Promise<void> {
+    let fd: number;
+    try {
+      fd = this.#descriptor();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return new Promise((resolve, reject) => fdatasync(fd, (err) => err ? reject(err) : resolve()));
+  }
+
+  close(): void {
+    if (this.#fd !== null) closeSync(this.#fd);
+    this.#fd = null;
+  }
+
+  #descriptor(): number {
+    const ino = statSync(this.path).ino; // the WAL exists while the database is open in WAL mode
+    if (this.#fd !== null && ino === this.#ino) return this.#fd;
+    this.close();
+    const fd = openSync(this.path, "r");
+    this.#fd = fd;
+    this.#ino = fstatSync(fd).ino;
+    return fd;
   }
 }

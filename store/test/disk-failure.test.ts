@@ -1,8 +1,9 @@
-// A failed fdatasync of the page file is fatal for the store: the batch is refused, nothing
-// afterwards is acknowledged, and the host is told so it can restart the store (which then
-// recovers from committed state).
+// A failed fdatasync of the page file or of the WAL is fatal for the store: the batch is
+// refused, nothing afterwards is acknowledged, and the host is told so it can restart the
+// store (which then recovers from committed state).
 import { expect, test } from "bun:test";
 import { StoreError } from "../../ipc/store-api.ts";
+import { WalFile } from "../db.ts";
 import { PageFile } from "../pagefile.ts";
 import { deliver, fixture } from "./helpers.ts";
 
@@ -29,5 +30,27 @@ test("after a failed fsync no delivery is acknowledged and the host hears of it"
   const acct = await f.client.call("account.get", { address: "alice@example.com" });
   expect(acct?.usedMessages).toBe(1);
   expect((await f.store.verify()).ok).toBe(true);
+  await f.done();
+});
+
+test("a failed fsync of the WAL after a group commit acknowledges nothing of that batch", async () => {
+  const fatal: Error[] = [];
+  const f = fixture({ durability: "group", onFatal: (e) => fatal.push(e) });
+  await f.store.addUser("alice@example.com", "pw");
+  // Durable commits fsync the WAL from outside SQLite: this one goes through it for real.
+  expect((await deliver(f.client, "before\r\n", ["alice@example.com"])).delivered).toHaveLength(1);
+  const real = WalFile.prototype.sync;
+  WalFile.prototype.sync = () =>
+    Promise.reject(Object.assign(new Error("EIO: i/o error"), { code: "EIO" }));
+  try {
+    const failed = await deliver(f.client, "during\r\n", ["alice@example.com"]).catch((e) => e);
+    expect(failed).toBeInstanceOf(StoreError);
+    expect((failed as StoreError).code).toBe("unavailable");
+    expect(fatal).toHaveLength(1);
+  } finally {
+    WalFile.prototype.sync = real;
+  }
+  const after = await deliver(f.client, "after\r\n", ["alice@example.com"]).catch((e) => e);
+  expect((after as StoreError).code).toBe("unavailable");
   await f.done();
 });
