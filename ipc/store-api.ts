@@ -290,6 +290,14 @@ export interface StoreCalls {
       failed: { address: string; code: StoreErrorCode; reason: string; bounceQueueId?: number }[];
     };
   };
+  /**
+   * delivery.commit of a message that fits one chunk (ipc.chunkBytes), sent whole: no upload
+   * to open and fill first, so one crossing instead of three (body.begin, body.append, commit).
+   */
+  "delivery.commitWhole": {
+    req: Omit<StoreCalls["delivery.commit"]["req"], "uploadId"> & { body: Uint8Array };
+    res: StoreCalls["delivery.commit"]["res"];
+  };
 
   // folders (POP3 uses INBOX only; IMAP uses the rest)
   "folder.list": { req: { userId: UserId }; res: FolderInfo[] };

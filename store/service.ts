@@ -102,6 +102,24 @@ export function createService(p: ServiceParts): StoreService {
       return null;
     },
     "delivery.commit": (r, ctx) => commitDelivery(core, uploads, committer, r, ctx.peer),
+    "delivery.commitWhole": async (r, ctx) => {
+      if (!(r.body instanceof Uint8Array)) throw new StoreError("invalid", "body must be bytes");
+      if (r.body.length > core.chunkBytes) {
+        throw new StoreError("invalid", "body is larger than one chunk: use an upload");
+      }
+      const { body, ...rest } = r;
+      const uploadId = uploads.begin(ctx.peer, body.length);
+      try {
+        uploads.append(uploadId, ctx.peer, body);
+        return await commitDelivery(core, uploads, committer, { ...rest, uploadId }, ctx.peer);
+      } catch (err) {
+        // Refused before the committer took the upload: release it (else it is gone already).
+        try {
+          uploads.abort(uploadId, ctx.peer);
+        } catch { /* taken, or aborted by the failed write */ }
+        throw err;
+      }
+    },
 
     "folder.list": (r) => {
       requireUser(core, r.userId);

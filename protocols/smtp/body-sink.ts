@@ -1,9 +1,12 @@
 // The body of one message on its way into the store: the DATA or BDAT content is checked and
 // unstuffed in bulk by a DataScanner, and what it passes is packed into chunks of
 // ipc.chunkBytes, each sent with body.append while the connection is paused. Memory held is
-// about one chunk plus one network read, whatever the message size. The first failure (too
-// big, bare CR/LF, overlong line, loop, store error) aborts the upload at once; the rest of the
-// message is read and dropped so the reply can come at its end (RFC 1870 §6.2).
+// about one chunk plus one network read, whatever the message size. The upload is opened
+// only when a first chunk is full: a message that fits one chunk (most mail) crosses to the
+// store once, in delivery.commitWhole, instead of body.begin + body.append + delivery.commit.
+// The first failure (too big, bare CR/LF, overlong line, loop, store error) aborts the upload
+// at once; the rest of the message is read and dropped so the reply can come at its end
+// (RFC 1870 §6.2).
 import type { CallReq, CallRes } from "../../ipc/store-api.ts";
 import type { StoreClient } from "../../ipc/store-client.ts";
 import type { Logger } from "../../log/mod.ts";
@@ -20,8 +23,28 @@ export interface BodyLimits {
 
 export type CommitRequest = Omit<CallReq<"delivery.commit">, "uploadId">;
 
+/**
+ * Chunk buffers of this worker, reused once the store call that carried one has settled (the
+ * store copies what it is sent): a fresh 64 KiB buffer per message cost page faults.
+ */
+const spareChunks: Uint8Array[] = [];
+const MAX_SPARE_CHUNKS = 16;
+
+function takeChunk(size: number): Uint8Array {
+  const spare = spareChunks.pop();
+  return spare && spare.length === size ? spare : new Uint8Array(size);
+}
+
+function giveBackChunk(chunk: Uint8Array): void {
+  const whole = new Uint8Array(chunk.buffer, 0, chunk.buffer.byteLength);
+  if (spareChunks.length < MAX_SPARE_CHUNKS && chunk.byteOffset === 0) spareChunks.push(whole);
+}
+
 export class BodySink implements ScanOutput {
   #uploadId: number | null = null;
+  #sizeHint: number | null = null;
+  /** The whole message, when it ended before any chunk was full (see commit). */
+  #whole: Uint8Array | null = null;
   #ready: Uint8Array[] = [];
   #current: Uint8Array;
   #used = 0;
@@ -36,7 +59,7 @@ export class BodySink implements ScanOutput {
     private readonly limits: BodyLimits,
     private readonly log: Logger,
   ) {
-    this.#current = new Uint8Array(limits.chunkBytes);
+    this.#current = takeChunk(limits.chunkBytes);
   }
 
   /** Client message bytes (after unstuffing), without the Received: header we add. */
@@ -44,20 +67,33 @@ export class BodySink implements ScanOutput {
     return this.#scanner?.size ?? 0;
   }
 
-  /** Reserves the upload and queues `prefix` (our Received: header) as its first bytes. */
+  /**
+   * Queues `prefix` (our Received: header) as the first bytes. The upload itself is reserved
+   * now only when the announced size (RFC 1870 SIZE) says the message will not fit one chunk;
+   * otherwise when the first chunk fills up, or never (commit sends the message whole).
+   */
   async begin(sizeHint: number | null, prefix: Uint8Array): Promise<Reply | null> {
+    this.#sizeHint = sizeHint;
+    if (sizeHint !== null && sizeHint + prefix.length > this.limits.chunkBytes) {
+      const refused = await this.#open();
+      if (refused) return refused;
+    }
+    this.write(prefix, 0, prefix.length);
+    return null;
+  }
+
+  async #open(): Promise<Reply | null> {
     try {
       const { uploadId } = await this.store.call(
         "body.begin",
-        sizeHint === null ? {} : { sizeHint },
+        this.#sizeHint === null ? {} : { sizeHint: this.#sizeHint },
       );
       this.#uploadId = uploadId;
+      return null;
     } catch (err) {
       this.log.warn("smtp.body_begin_failed", { error: err as Error });
       return replyForStoreError(err);
     }
-    this.write(prefix, 0, prefix.length);
-    return null;
   }
 
   /**
@@ -107,6 +143,10 @@ export class BodySink implements ScanOutput {
 
   /** Appends the full chunks, one at a time (each await is the backpressure). */
   async flush(): Promise<void> {
+    if (this.#ready.length > 0 && !this.failure && this.#uploadId === null) {
+      const refused = await this.#open();
+      if (refused) return this.fail(refused);
+    }
     while (this.#ready.length > 0 && !this.failure) {
       const chunk = this.#ready.shift()!;
       try {
@@ -115,12 +155,19 @@ export class BodySink implements ScanOutput {
         this.log.warn("smtp.body_append_failed", { error: err as Error });
         this.fail(replyForStoreError(err));
       }
+      giveBackChunk(chunk);
     }
   }
 
-  /** Sends the last, partial chunk; check `failure` afterwards. */
+  /** Sends the last, partial chunk (or keeps a one-chunk message whole); check `failure`. */
   async finish(): Promise<void> {
-    if (this.#used > 0 && !this.failure) {
+    if (this.failure) return;
+    if (this.#uploadId === null && this.#ready.length === 0) {
+      this.#whole = this.#current.subarray(0, this.#used);
+      this.#used = 0;
+      return;
+    }
+    if (this.#used > 0) {
       this.#ready.push(this.#current.subarray(0, this.#used));
       this.#used = 0;
     }
@@ -129,10 +176,22 @@ export class BodySink implements ScanOutput {
 
   /** Commits to every recipient in one fsynced transaction; call after `finish`. */
   async commit(req: CommitRequest): Promise<CallRes<"delivery.commit">> {
-    if (this.failure || this.#uploadId === null) throw new Error("commit of a failed upload");
+    if (this.failure) throw new Error("commit of a failed upload");
     this.#committing = true;
     try {
-      const res = await this.store.call("delivery.commit", { ...req, uploadId: this.#uploadId });
+      let res: CallRes<"delivery.commit">;
+      if (this.#whole !== null) {
+        const body = this.#whole;
+        this.#whole = null;
+        try {
+          res = await this.store.call("delivery.commitWhole", { ...req, body });
+        } finally {
+          giveBackChunk(body);
+        }
+      } else {
+        if (this.#uploadId === null) throw new Error("commit before finish");
+        res = await this.store.call("delivery.commit", { ...req, uploadId: this.#uploadId });
+      }
       this.#aborted = true; // committed: nothing left to abort
       return res;
     } finally {
@@ -146,8 +205,9 @@ export class BodySink implements ScanOutput {
    * delivers the message or fails the call, and the failure path aborts.
    */
   async abort(): Promise<void> {
-    if (this.#aborted || this.#committing || this.#uploadId === null) return;
+    if (this.#aborted || this.#committing) return;
     this.#aborted = true;
+    if (this.#uploadId === null) return; // nothing reserved in the store yet
     try {
       await this.store.call("body.abort", { uploadId: this.#uploadId });
     } catch (err) {
@@ -167,7 +227,7 @@ export class BodySink implements ScanOutput {
       start += n;
       if (this.#used === size) {
         this.#ready.push(this.#current);
-        this.#current = new Uint8Array(size);
+        this.#current = takeChunk(size);
         this.#used = 0;
       }
     }

@@ -24,6 +24,40 @@ async function inbox(address: string) {
 }
 
 describe("delivery", () => {
+  test("delivery.commitWhole: a one-chunk message in one call, byte-exact; nothing left on refusal", async () => {
+    const body = enc(message("whole", "y".repeat(3000)));
+    const res = await f.client.call("delivery.commitWhole", {
+      body,
+      sender: "s@remote.test",
+      recipients: [{ address: "alice@example.com" }, { address: "bob@example.com" }],
+      localPrefix: enc("Return-Path: <s@remote.test>\r\n"),
+    });
+    expect(res.failed).toEqual([]);
+    expect(res.delivered.map((d) => d.address)).toEqual(["alice@example.com", "bob@example.com"]);
+    const { userId: uid } = await inbox("alice@example.com");
+    const bytes = await readAll(
+      f.client.stream("message.read", { userId: uid, messageId: res.delivered[0]!.messageId }),
+    );
+    expect(dec(bytes)).toBe("Return-Path: <s@remote.test>\r\n" + dec(body));
+
+    // Refusals: no recipients; larger than a chunk (that needs an upload). Neither leaves a
+    // reservation behind: the store verifies clean and the page file holds one body only.
+    const none = await f.client.call("delivery.commitWhole", {
+      body,
+      sender: "s@remote.test",
+      recipients: [],
+    }).catch((e) => e);
+    expect((none as StoreError).code).toBe("invalid");
+    const big = await f.client.call("delivery.commitWhole", {
+      body: new Uint8Array(64 * 1024 + 1),
+      sender: "s@remote.test",
+      recipients: [{ address: "alice@example.com" }],
+    }).catch((e) => e);
+    expect((big as StoreError).code).toBe("invalid");
+    expect((await f.store.verify()).problems).toEqual([]);
+    expect((await f.client.call("store.stats", {})).bodies).toBe(1);
+  });
+
   test("a body streamed in chunks reads back byte-exact with the local prefix", async () => {
     const body = message("hello", "x".repeat(5000));
     const res = await deliver(f.client, body, ["alice@example.com"], {

@@ -125,6 +125,17 @@ export class MemoryStore {
         this.aborted.push(req.uploadId);
         return null;
       },
+      "delivery.commitWhole": async (req, ctx) => {
+        const { body, ...rest } = req;
+        this.appendCalls++; // one chunk crossed, with the commit
+        const id = this.#nextUpload++;
+        this.uploads.set(id, [new Uint8Array(body)]);
+        try {
+          return await handlers["delivery.commit"]!({ ...rest, uploadId: id }, ctx);
+        } finally {
+          this.uploads.delete(id);
+        }
+      },
       "delivery.commit": async (req) => {
         if (this.commitGate) await this.commitGate;
         this.#maybeFail("delivery.commit");

@@ -156,7 +156,7 @@ describe("size limits (RFC 1870)", () => {
     expect(r.text).toStartWith("5.3.4");
   });
 
-  test("an oversize body is refused at the end with nothing stored and the upload aborted", async () => {
+  test("an oversize body is refused at the end with nothing stored or left reserved", async () => {
     const c = await openSession({ store: storeWithAlice(), connector: { maxMessageBytes: 1000 } });
     await c.cmd("EHLO c");
     await c.cmd("MAIL FROM:<a@remote.example>");
@@ -169,7 +169,8 @@ describe("size limits (RFC 1870)", () => {
     expect(r.text).toStartWith("5.3.4");
     expect(c.store.messages.length).toBe(0);
     expect(c.store.uploads.size).toBe(0);
-    expect(c.store.aborted.length).toBe(1);
+    // Refused before its first chunk filled: no upload was ever opened in the store.
+    expect(c.store.aborted.length).toBe(0);
     // The session goes on.
     expect((await c.cmd("RSET")).code).toBe(250);
   });
@@ -307,7 +308,20 @@ describe("loops, store failures, limits", () => {
     await c.cmd("DATA");
     c.send("x\r\n.\r\n");
     expect((await c.reply()).code).toBe(451);
+    // A one-chunk message went whole (delivery.commitWhole): no upload to abort.
+    expect(store.aborted.length).toBe(0);
+    expect(store.uploads.size).toBe(0);
+    expect(store.messages.length).toBe(0);
+    // A message of several chunks had an upload: the failed commit aborts it.
+    store.failNext.set("delivery.commit", "internal");
+    await c.cmd("MAIL FROM:<a@remote.example>");
+    await c.cmd("RCPT TO:<alice@example.com>");
+    await c.cmd("DATA");
+    c.send(("y".repeat(998) + "\r\n").repeat(100) + ".\r\n");
+    expect((await c.reply()).code).toBe(451);
     expect(store.aborted.length).toBe(1);
+    expect(store.uploads.size).toBe(0);
+    expect(store.messages.length).toBe(0);
   });
 
   test("a client hanging up during the commit does not abort it", async () => {
