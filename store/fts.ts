@@ -1,18 +1,24 @@
-// The full-text index (FTS5 table body_fts, rowid = body id), filled behind the deliveries:
-// a new body is only recorded in fts_pending, one small row in the transaction that commits it
-// anyway, and the FullTextIndexer indexes pending bodies later, many per transaction. FTS5
-// writes a new segment per transaction, so one body per delivery commit cost ~525 µs per 1 KiB
-// document against ~65 µs in batches of 128 (measured on these machines, fsync on), and it
-// sat on the path every SMTP 250 waits for. A search indexes whatever is pending first, so it
-// always sees every committed message.
+// The full-text index (FTS5 table body_fts, rowid = body id), filled behind the deliveries,
+// the way Dovecot's lazy fts indexing works: a new body is only recorded in fts_pending, one
+// small row in the transaction that commits it anyway, and indexed later: when the store has
+// been quiet for a moment, or when a search of its folder needs it, or once the backlog
+// reaches BACKLOG_LIMIT under load that never pauses. FTS5 writes a segment per transaction,
+// so one body per delivery commit cost ~525 µs per 1 KiB document against ~65 µs in batches
+// (measured here, fsync on), and tokenising 64 KiB of text sat on the path every SMTP 250
+// waited for. Work runs in slices (INDEX_BATCH bodies, SLICE_BYTES of text) so the store
+// thread is never held for long.
 import type { Core } from "./core.ts";
 import { getBody, readBodyStart } from "./bodies.ts";
 import { indexText } from "./headers.ts";
 
-/** Bodies indexed per transaction: large enough to amortise FTS5's per-commit segment. */
+/** Bodies indexed per transaction (a slice): enough to amortise FTS5's per-commit segment. */
 export const INDEX_BATCH = 128;
-/** After the last delivery, how long the store must be quiet before a partial batch runs. */
-const IDLE_MS = 50;
+/** Text tokenised per slice at most (~10 ms of the store thread). */
+const SLICE_BYTES = 1 << 20;
+/** How long after the last delivery the store counts as quiet. */
+const IDLE_MS = 200;
+/** Pending bodies beyond which indexing goes on even while deliveries keep coming. */
+export const BACKLOG_LIMIT = 4096;
 
 /** Inside the transaction that stores a new body: index it later. */
 export function queueForIndex(core: Core, bodyId: number): void {
@@ -33,6 +39,7 @@ export class FullTextIndexer {
   #soon: ReturnType<typeof setImmediate> | null = null;
   #idle: ReturnType<typeof setTimeout> | null = null;
   #stopped = false;
+  #lastQueued = 0;
   /** Figures for store.stats and tests. */
   indexed = 0;
 
@@ -48,34 +55,53 @@ export class FullTextIndexer {
     return (this.core.db.query("SELECT count(*) AS n FROM fts_pending").get() as { n: number }).n;
   }
 
-  /** A delivery queued a body: a full batch runs at the next turn, a partial one when idle. */
+  /** A delivery queued a body: index when quiet, or now if the backlog is too long. */
   noteQueued(): void {
     this.#waiting++;
-    if (this.#waiting >= INDEX_BATCH) this.#scheduleSoon();
+    this.#lastQueued = performance.now();
+    if (this.#waiting >= BACKLOG_LIMIT) this.#scheduleSoon();
     else this.#scheduleIdle();
   }
 
-  /** Index everything pending now (before a search), in batches. */
-  indexAll(): void {
-    while (this.indexBatch(INDEX_BATCH) > 0) { /* until the queue is empty */ }
+  /** Index every pending body of a folder now (before a search of it), slice by slice. */
+  indexFolder(folderId: number): void {
+    while (this.indexSlice(folderId) > 0) { /* until none of the folder's is pending */ }
   }
 
-  /** Index up to `max` pending bodies in one transaction; returns how many it took. */
-  indexBatch(max: number): number {
+  /**
+   * Index one slice of pending bodies (of `folderId` only, if given) in one transaction;
+   * returns how many it took.
+   */
+  indexSlice(folderId: number | null = null): number {
     const core = this.core;
     if (core.closed || core.fatal) return 0;
     const done = core.tx.run(() => {
-      const ids = (core.db.query("SELECT body_id FROM fts_pending ORDER BY body_id LIMIT ?")
-        .all(max) as { body_id: number }[]).map((r) => r.body_id);
-      for (const id of ids) {
+      const ids = (folderId === null
+        ? core.db.query("SELECT body_id FROM fts_pending ORDER BY body_id LIMIT ?")
+          .all(INDEX_BATCH)
+        : core.db.query(
+          `SELECT DISTINCT p.body_id FROM fts_pending p JOIN messages m ON m.body_id = p.body_id
+           WHERE m.folder_id = ? ORDER BY p.body_id LIMIT ?`,
+        ).all(folderId, INDEX_BATCH)) as { body_id: number }[];
+      let bytes = 0;
+      let n = 0;
+      for (const { body_id: id } of ids) {
+        if (bytes >= SLICE_BYTES) {
+          break;
+        }
+        n++;
         core.db.query("DELETE FROM fts_pending WHERE body_id = ?").run(id);
         const body = getBody(core, id);
-        if (!body || core.indexBytes <= 0) continue; // gone, or indexing switched off
-        const t = indexText(readBodyStart(core, body, core.indexBytes));
+        if (!body || core.indexBytes <= 0) {
+          continue; // gone, or indexing switched off
+        }
+        const start = readBodyStart(core, body, core.indexBytes);
+        bytes += start.length;
+        const t = indexText(start);
         core.db.query("INSERT INTO body_fts(rowid, headers, text) VALUES (?, ?, ?)")
           .run(id, t.headers, t.text);
       }
-      return ids.length;
+      return n;
     });
     this.indexed += done;
     this.#waiting = Math.max(0, this.#waiting - done);
@@ -93,7 +119,7 @@ export class FullTextIndexer {
     if (this.#soon || this.#stopped || !this.core.owner) return;
     this.#soon = setImmediate(() => {
       this.#soon = null;
-      this.#run(this.#waiting >= INDEX_BATCH);
+      this.#run();
     });
   }
 
@@ -102,22 +128,26 @@ export class FullTextIndexer {
     if (this.#idle) clearTimeout(this.#idle);
     this.#idle = setTimeout(() => {
       this.#idle = null;
-      this.#run(true);
+      this.#run();
     }, IDLE_MS);
     this.#idle.unref?.();
   }
 
-  /** One batch; then another at the next turn while there is more (commits run in between). */
-  #run(more: boolean): void {
+  /** One slice; the next at the next turn (commits run in between) while there is more. */
+  #run(): void {
     let done = 0;
     try {
-      done = this.indexBatch(INDEX_BATCH);
+      done = this.indexSlice();
     } catch (err) {
       // The index is a convenience, the mail is not at stake: log, and try again when idle.
       this.core.log.warn("store.fts_index_failed", { error: err as Error });
       this.#scheduleIdle();
       return;
     }
-    if (done > 0 && more) this.#scheduleSoon();
+    if (done === 0) return;
+    // Deliveries resumed: wait for the next quiet moment, unless the backlog is too long.
+    const busy = performance.now() - this.#lastQueued < IDLE_MS;
+    if (busy && this.#waiting < BACKLOG_LIMIT) this.#scheduleIdle();
+    else this.#scheduleSoon();
   }
 }

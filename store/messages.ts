@@ -360,7 +360,7 @@ export function copyMessages(
 export function search(core: Core, folder: FolderRow, text: string): number[] {
   const words = String(text).match(/[\p{L}\p{N}_]+/gu) ?? [];
   if (words.length === 0) return [];
-  core.indexer.indexAll(); // bodies delivered but not indexed yet must be found too
+  core.indexer.indexFolder(folder.id); // bodies delivered but not indexed yet are found too
   const query = words.slice(0, 32).map((w) => `"${w}"`).join(" AND ");
   return (core.db.query(
     `SELECT m.uid FROM messages m JOIN body_fts f ON f.rowid = m.body_id
