@@ -2,7 +2,7 @@
 // through the binding's rings and the shared heap, with the same semantics as
 // createDirectStoreClient. Everything pending rejects with "unavailable" the moment the binding
 // dies (store worker gone, or closed); nothing ever waits forever.
-import { type StoreClient } from "./store-client.ts";
+import { type LeaseMark, leaseMarkOf, type StoreClient } from "./store-client.ts";
 import {
   type CallName,
   type CallReq,
@@ -36,7 +36,7 @@ import {
   viewBinding,
 } from "./binding.ts";
 import { CLIENT_SIDE, ownerOf, SERVER_SIDE, SharedHeap } from "./heap.ts";
-import { decodeBytes, decodeValue, encodeValue } from "./codec.ts";
+import { decodeBytes, decodeLeased, decodeValue, encodeValue } from "./codec.ts";
 import { ringDoorbell } from "./doorbell.ts";
 import { type Endpoint, type Pump, pumpFor } from "./pump.ts";
 import { errorFromWire } from "./errors.ts";
@@ -60,6 +60,8 @@ export function attachStoreClient(desc: BindingDescriptor): AttachedStoreClient 
 interface Pending {
   resolve(value: unknown): void;
   reject(err: unknown): void;
+  /** callLeased: the result's bytes stay in its block until the caller releases it. */
+  lease?: LeaseMark | null;
 }
 
 class RingStoreClient implements AttachedStoreClient, Endpoint {
@@ -105,8 +107,9 @@ class RingStoreClient implements AttachedStoreClient, Endpoint {
       return Promise.reject(err);
     }
     const id = this.#newId();
+    const lease = leaseMarkOf(req);
     return new Promise<CallRes<M>>((resolve, reject) => {
-      this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject, lease });
       this.send(CALL, id, handle, length);
       this.#pump.wake();
     });
@@ -177,7 +180,14 @@ class RingStoreClient implements AttachedStoreClient, Endpoint {
           if (!p) break;
           this.#pending.delete(id);
           try {
-            p.resolve(decodeValue(this.#heap, handle, length));
+            if (p.lease && handle !== 0) {
+              const { value, leased } = decodeLeased(this.#heap, handle, length);
+              if (leased) {
+                p.lease.release = this.#leaseRelease(handle);
+                handle = 0; // the caller's now: not freed with this drain's batch
+              }
+              p.resolve(value);
+            } else p.resolve(decodeValue(this.#heap, handle, length));
           } catch (err) {
             p.reject(err);
           }
@@ -229,6 +239,16 @@ class RingStoreClient implements AttachedStoreClient, Endpoint {
   };
 
   readonly #toFree: number[] = [];
+
+  /** Frees a leased result block once; a block the binding's teardown freed is left alone. */
+  #leaseRelease(handle: number): () => void {
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      this.#heap.free(handle, this.#own);
+    };
+  }
 
   // ------------------------------------------------------------ sending
 

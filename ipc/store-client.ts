@@ -22,6 +22,51 @@ export interface StoreClient {
   ): () => void;
 }
 
+/**
+ * A call's result that may hold zero-copy views into the transport's shared memory: its
+ * Uint8Array fields are valid only until `release()`, which must be called exactly when they
+ * are no longer needed (copied out, or abandoned), on every path, errors included. Calling it
+ * again is harmless. Over a transport without shared memory (the direct client, a test
+ * double) the bytes are ordinary ones and `release` does nothing.
+ */
+export interface Leased<T> {
+  value: T;
+  release(): void;
+}
+
+/**
+ * The request mark `callLeased` sets: a symbol key, so JSON (the codec) never sends it and any
+ * proxy that hands the request object on unchanged keeps it. A transport that can lease sets
+ * `release` on the mark before the result settles.
+ */
+export const LEASE_MARK: unique symbol = Symbol("ipc.lease");
+export interface LeaseMark {
+  release: (() => void) | null;
+}
+
+/**
+ * `store.call` whose result's bytes are lent rather than copied where the transport allows
+ * (the ring client: views into the heap block, one copy fewer per message read).
+ */
+export async function callLeased<M extends CallName>(
+  store: StoreClient,
+  method: M,
+  req: CallReq<M>,
+): Promise<Leased<CallRes<M>>> {
+  const mark: LeaseMark = { release: null };
+  const value = await store.call(method, { ...req, [LEASE_MARK]: mark });
+  return { value, release: mark.release ?? noRelease };
+}
+
+/** The lease mark a request carries, if any (for transports). */
+export function leaseMarkOf(req: unknown): LeaseMark | null {
+  if (typeof req !== "object" || req === null) return null;
+  const mark = (req as { [LEASE_MARK]?: unknown })[LEASE_MARK];
+  return typeof mark === "object" && mark !== null ? mark as LeaseMark : null;
+}
+
+function noRelease(): void {}
+
 /** Who is calling: the transport names each peer (worker binding) uniquely. */
 export interface CallContext {
   peer: string;

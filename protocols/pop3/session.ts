@@ -254,6 +254,10 @@ export class Pop3Session implements Session {
     const drop = this.maildrop;
     const account = this.account;
     if (!drop || !account) return;
+    // Refill only once half the budget is free: the reads then go several to one store call
+    // (64 KiB messages: 2 rather than 1, halving round trips and wake-ups) while the other
+    // half is still being sent. No stall: what is held belongs to commands queued ahead.
+    if (this.#prefetchedBytes > connectionBufferBytes / 2) return;
     const small: { q: Queued; messageId: number; size: number }[] = [];
     const chunkBytes = this.config().ipc.chunkBytes;
     scan: for (; this.#scanned < this.#ahead.length; this.#scanned++) {

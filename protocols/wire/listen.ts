@@ -40,12 +40,41 @@ export interface ListenOptions {
 }
 
 const DEFAULT_BUFFER_BYTES = 256 * 1024;
-/** Small writes are merged into one syscall up to this size. */
-const COALESCE_BYTES = 64 * 1024;
+/**
+ * Output is copied into slabs of this size, taken from and returned to a per-worker pool: small
+ * replies written in a row share one slab (one syscall), and a large reply copied out of the
+ * ipc heap costs no fresh allocation (a fresh large buffer costs page faults and GC work).
+ */
+const SLAB_BYTES = 128 * 1024;
+/** Free slabs kept for reuse by this worker's connections; more go to the GC. */
+const SLAB_POOL_MAX = 16;
+/** A caller's own (non-shared) array at least this large is queued as it is, not copied. */
+const ADOPT_BYTES = 16 * 1024;
+/** When the kernel pushes back, a slab holding less than this is swapped for an exact copy, so
+ * a peer that stops reading holds its pending bytes, not a mostly empty slab. */
+const SLAB_KEEP_BYTES = SLAB_BYTES / 8;
 /** After close(), a peer that never lets the FIN through is cut off after this long. */
 const CLOSE_FALLBACK_MS = 10_000;
 
 const encoder = new TextEncoder();
+
+const slabPool: Uint8Array[] = [];
+
+function takeSlab(): Uint8Array {
+  return slabPool.pop() ?? new Uint8Array(SLAB_BYTES);
+}
+
+function returnSlab(slab: Uint8Array): void {
+  if (slabPool.length < SLAB_POOL_MAX) slabPool.push(slab);
+}
+
+/** Queued output: bytes[start, end) still to go; `slab` marks a pooled buffer we may append to. */
+interface OutSegment {
+  bytes: Uint8Array;
+  start: number;
+  end: number;
+  slab: boolean;
+}
 
 type State = WireConnection;
 
@@ -207,7 +236,7 @@ class WireConnection implements Connection {
   #session: Session | null = null;
   #log: Logger;
 
-  #out: Uint8Array[] = [];
+  #out: OutSegment[] = [];
   #outBytes = 0;
   #flushScheduled = false;
   #drainWaiters: (() => void)[] = [];
@@ -287,8 +316,7 @@ class WireConnection implements Connection {
   abort(reason: CloseReason): void {
     if (this.#ended) return;
     this.#closeReason ??= reason;
-    this.#out = [];
-    this.#outBytes = 0;
+    this.#dropOutput();
     try {
       this.socket.terminate();
     } catch { /* already closed */ }
@@ -309,8 +337,7 @@ class WireConnection implements Connection {
     this.#closeReason ??= reason ?? "peer";
     if (this.#idleTimer) clearTimeout(this.#idleTimer);
     if (this.#fallbackTimer) clearTimeout(this.#fallbackTimer);
-    this.#out = [];
-    this.#outBytes = 0;
+    this.#dropOutput();
     this.#in = [];
     this.#inBytes = 0;
     for (const w of this.#drainWaiters.splice(0)) w();
@@ -410,15 +437,17 @@ class WireConnection implements Connection {
 
   write(data: string | Uint8Array): void {
     if (this.#ended || this.#closing) return; // after close(): nothing more goes out
-    // Views over shared memory (the ipc heap) may be reused once the caller moves on: copy.
-    const bytes = typeof data === "string"
-      ? encoder.encode(data)
-      : data.buffer instanceof SharedArrayBuffer
-      ? data.slice()
-      : data;
-    if (bytes.length === 0) return;
-    this.#out.push(bytes);
-    this.#outBytes += bytes.length;
+    if (data.length === 0) return;
+    if (typeof data === "string") this.#appendText(data);
+    else if (this.#adoptable(data)) {
+      // The caller hands a large array over (a stream chunk): queued as it is, no copy.
+      this.#out.push({ bytes: data, start: 0, end: data.length, slab: false });
+      this.#outBytes += data.length;
+    } else {
+      // Small replies are gathered for one syscall; views over shared memory (the ipc heap)
+      // may be reused once the caller moves on: either way, copied now.
+      this.#appendBytes(data);
+    }
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
       queueMicrotask(() => {
@@ -428,33 +457,72 @@ class WireConnection implements Connection {
     }
   }
 
+  /**
+   * Large, private (not shared memory), and not following a slab still filling: one copy less.
+   * Behind a slab with room (a status line just written) it is copied, so both leave in one
+   * syscall rather than the status line in a small one of its own.
+   */
+  #adoptable(data: Uint8Array): boolean {
+    if (data.length < ADOPT_BYTES || data.buffer instanceof SharedArrayBuffer) return false;
+    const tail = this.#out[this.#out.length - 1];
+    return !(tail?.slab && tail.end < tail.bytes.length);
+  }
+
+  /** The last queued segment if it is a slab with room, else a fresh one from the pool. */
+  #tailSlab(): OutSegment {
+    const tail = this.#out[this.#out.length - 1];
+    if (tail?.slab && tail.end < tail.bytes.length) return tail;
+    const seg = { bytes: takeSlab(), start: 0, end: 0, slab: true };
+    this.#out.push(seg);
+    return seg;
+  }
+
+  #appendBytes(data: Uint8Array): void {
+    let from = 0;
+    while (from < data.length) {
+      const seg = this.#tailSlab();
+      const n = Math.min(data.length - from, seg.bytes.length - seg.end);
+      seg.bytes.set(
+        from === 0 && n === data.length ? data : data.subarray(from, from + n),
+        seg.end,
+      );
+      seg.end += n;
+      from += n;
+    }
+    this.#outBytes += data.length;
+  }
+
+  #appendText(text: string): void {
+    let rest = text;
+    while (rest.length > 0) {
+      const seg = this.#tailSlab();
+      const { read, written } = encoder.encodeInto(rest, seg.bytes.subarray(seg.end));
+      seg.end += written;
+      this.#outBytes += written;
+      if (read < rest.length) {
+        rest = rest.slice(read);
+        // No room for even one more character: close this slab so the next loop takes a new one.
+        if (written === 0) this.#out.push({ bytes: takeSlab(), start: 0, end: 0, slab: true });
+      } else rest = "";
+    }
+  }
+
+  /** Forget unsent output (the connection is gone); its slabs go back to the pool. */
+  #dropOutput(): void {
+    for (const seg of this.#out) if (seg.slab) returnSlab(seg.bytes);
+    this.#out = [];
+    this.#outBytes = 0;
+  }
+
   /** Push queued bytes into the socket until it pushes back; Bun calls drain() to continue. */
   flush(): void {
     if (this.#ended) return;
     while (this.#out.length > 0) {
-      let head = this.#out[0]!;
-      if (this.#out.length > 1 && head.length < COALESCE_BYTES) {
-        // Merge small replies into one syscall (a LIST of many lines, a pipelined batch).
-        let n = 0;
-        let count = 0;
-        while (count < this.#out.length && n + this.#out[count]!.length <= COALESCE_BYTES) {
-          n += this.#out[count]!.length;
-          count++;
-        }
-        if (count > 1) {
-          const merged = new Uint8Array(n);
-          let at = 0;
-          for (let i = 0; i < count; i++) {
-            merged.set(this.#out[i]!, at);
-            at += this.#out[i]!.length;
-          }
-          this.#out.splice(0, count, merged);
-          head = merged;
-        }
-      }
+      const seg = this.#out[0]!;
+      const pending = seg.end - seg.start;
       let written: number;
       try {
-        written = this.socket.write(head);
+        written = this.socket.write(seg.bytes, seg.start, pending);
       } catch {
         written = -1;
       }
@@ -464,11 +532,13 @@ class WireConnection implements Connection {
       }
       if (written > 0) this.#lastActivity = Date.now();
       this.#outBytes -= written;
-      if (written < head.length) {
-        this.#out[0] = head.subarray(written);
+      seg.start += written;
+      if (written < pending) {
+        this.#trimSlabs();
         break; // the kernel buffer is full: Bun calls drain() when it empties
       }
       this.#out.shift();
+      if (seg.slab) returnSlab(seg.bytes);
     }
     if (this.#outBytes <= this.#bufferBytes) {
       for (const w of this.#drainWaiters.splice(0)) w();
@@ -489,6 +559,17 @@ class WireConnection implements Connection {
   }
 
   #flushWaiters: (() => void)[] = [];
+
+  /** The peer is not keeping up: nearly empty slabs become exact copies (bounded memory). */
+  #trimSlabs(): void {
+    for (let i = 0; i < this.#out.length; i++) {
+      const seg = this.#out[i]!;
+      if (!seg.slab || seg.end - seg.start >= SLAB_KEEP_BYTES) continue;
+      const bytes = seg.bytes.slice(seg.start, seg.end);
+      returnSlab(seg.bytes);
+      this.#out[i] = { bytes, start: 0, end: bytes.length, slab: false };
+    }
+  }
 
   drained(): Promise<void> {
     if (this.#ended || this.#outBytes <= this.#bufferBytes) return Promise.resolve();

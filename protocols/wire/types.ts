@@ -15,7 +15,11 @@ export interface Connection {
   readonly secure: boolean;
   /** The peer is on 127.0.0.0/8 or ::1. */
   readonly loopback: boolean;
-  /** Queue bytes for the peer. Never throws; after close it is a no-op. */
+  /**
+   * Queue bytes for the peer. Never throws; after close it is a no-op. A view over shared
+   * memory (the ipc heap) is copied before write returns, so the caller may release it at once;
+   * any other array may be kept as it is until sent: do not change it afterwards.
+   */
   write(data: string | Uint8Array): void;
   /** Resolves when the write buffer is below its high-water mark (backpressure for streams). */
   drained(): Promise<void>;

@@ -38,23 +38,23 @@ function sendWhole(s: Pop3Session, message: MessageSummary, read: PrefetchedRead
     return s.reply(storeFailure(read.error, "Reading the message"));
   }
   // RFC 1939 §5: the octet count is the message's size before byte-stuffing. The status
-  // line, the stuffed message and the terminator go out as one buffer: one write, and a large
-  // message is not split into a small syscall for its status line.
-  const status = `+OK ${message.size} octets\r\n`;
-  const stuffer = new DotStuffer();
-  const parts = read.chunks.map((chunk) => stuffer.stuff(chunk));
-  const end = stuffer.finish();
-  let total = status.length + end.length;
-  for (const p of parts) total += p.length;
-  const reply = new Uint8Array(total);
-  let at = encoder.encodeInto(status, reply).written;
-  for (const p of parts) {
-    reply.set(p, at);
-    at += p.length;
+  // line, the stuffed message and the terminator are written back to back: the connection
+  // copies them into one output buffer (one syscall), straight from the ipc heap when the
+  // read was leased, and the message's bytes are released as soon as they are copied.
+  try {
+    s.reply(`+OK ${message.size} octets\r\n`);
+    const stuffer = new DotStuffer();
+    for (const chunk of read.chunks) {
+      const out = stuffer.stuff(chunk);
+      s.conn.write(out);
+      s.wrote(out.length);
+    }
+    const end = stuffer.finish();
+    s.conn.write(end);
+    s.wrote(end.length);
+  } finally {
+    read.release();
   }
-  reply.set(end, at);
-  s.conn.write(reply);
-  s.wrote(total);
   if (read.bytes !== message.size) {
     s.log.warn("retr.size_mismatch", {
       conn: s.conn.id,
@@ -64,8 +64,6 @@ function sendWhole(s: Pop3Session, message: MessageSummary, read: PrefetchedRead
     });
   }
 }
-
-const encoder = new TextEncoder();
 
 async function stream(
   s: Pop3Session,
