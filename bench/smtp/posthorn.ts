@@ -3,6 +3,7 @@
 // ipc/ rings, store worker; durability as the metabase default says). Logs go to the event-log
 // file; the only edit to the generated metabase is port 0 everywhere (no clash with other
 // servers on this machine) and no log copy on stderr.
+import { Database } from "bun:sqlite";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
@@ -17,6 +18,8 @@ export interface PosthornServer {
   pid: number;
   /** Messages in the benchmark mailbox per `posthorn user list`. */
   count(): Promise<number>;
+  /** Bodies stored but not yet full-text indexed (the store indexes them once it is quiet). */
+  indexBacklog(): number;
   stop(): Promise<void>;
 }
 
@@ -114,6 +117,15 @@ export async function startPosthorn(
       const n = line && /(\d+) message/.exec(line);
       if (!n) throw new Error(`no count for ${rcpt} in:\n${out}`);
       return Number(n[1]);
+    },
+    indexBacklog() {
+      // Read-only, beside the server (WAL): the same count store.stats reports.
+      const db = new Database(join(dir, "store", "posthorn.db"), { readonly: true });
+      try {
+        return (db.query("SELECT count(*) AS n FROM fts_pending").get() as { n: number }).n;
+      } finally {
+        db.close();
+      }
     },
     async stop() {
       if (proc.exitCode !== null || proc.signalCode !== null) return;
