@@ -261,12 +261,18 @@ export interface StoreCalls {
 
   // delivery: reserve pages, stream the body in, then commit it to every recipient in one
   // fsynced transaction (single-instance: stored once, reference-counted).
-  "body.begin": { req: { sizeHint?: number }; res: { uploadId: number } };
+  "body.begin": {
+    /** `chunk`: the first bytes, appended at once (one crossing less than begin + append). */
+    req: { sizeHint?: number; chunk?: Uint8Array };
+    res: { uploadId: number };
+  };
   "body.append": { req: { uploadId: number; chunk: Uint8Array }; res: { size: number } };
   "body.abort": { req: { uploadId: number }; res: null };
   "delivery.commit": {
     req: {
       uploadId: number;
+      /** The last bytes of the body, appended before the commit (one crossing less). */
+      chunk?: Uint8Array;
       sender: string; // "" for the null reverse-path
       /** Local recipients get the message in their INBOX (or folder), remote ones are queued. */
       recipients: { address: string; folder?: string; dsnNotify?: string[]; orcpt?: string }[];
@@ -295,7 +301,7 @@ export interface StoreCalls {
    * to open and fill first, so one crossing instead of three (body.begin, body.append, commit).
    */
   "delivery.commitWhole": {
-    req: Omit<StoreCalls["delivery.commit"]["req"], "uploadId"> & { body: Uint8Array };
+    req: Omit<StoreCalls["delivery.commit"]["req"], "uploadId" | "chunk"> & { body: Uint8Array };
     res: StoreCalls["delivery.commit"]["res"];
   };
 

@@ -82,6 +82,18 @@ function requireUser(core: Core, userId: UserId) {
 export function createService(p: ServiceParts): StoreService {
   const { core, uploads, committer, locks, auth } = p;
 
+  /** Append to an upload; a failed append releases the upload (its pages) before throwing. */
+  const appendOrAbort = (uploadId: number, peer: string, chunk: Uint8Array): void => {
+    try {
+      uploads.append(uploadId, peer, chunk);
+    } catch (err) {
+      try {
+        uploads.abort(uploadId, peer);
+      } catch { /* a failed page write aborted it already */ }
+      throw err;
+    }
+  };
+
   const calls: CallHandlers = {
     "auth.verify": (r) => auth.verify(r.username, r.password, r.remoteIp),
     "account.get": (r) => {
@@ -93,7 +105,11 @@ export function createService(p: ServiceParts): StoreService {
     "recipient.resolve": (r) => resolveRecipient(core, r.address),
     "domain.isLocal": (r) => isLocalDomain(core, r.domain),
 
-    "body.begin": (r, ctx) => ({ uploadId: uploads.begin(ctx.peer, r?.sizeHint ?? 0) }),
+    "body.begin": (r, ctx) => {
+      const uploadId = uploads.begin(ctx.peer, r?.sizeHint ?? 0);
+      if (r?.chunk !== undefined) appendOrAbort(uploadId, ctx.peer, r.chunk);
+      return { uploadId };
+    },
     "body.append": (r, ctx) => ({
       size: uploads.append(id(r.uploadId, "uploadId"), ctx.peer, r.chunk),
     }),
@@ -101,7 +117,14 @@ export function createService(p: ServiceParts): StoreService {
       uploads.abort(id(r.uploadId, "uploadId"), ctx.peer);
       return null;
     },
-    "delivery.commit": (r, ctx) => commitDelivery(core, uploads, committer, r, ctx.peer),
+    "delivery.commit": (r, ctx) => {
+      if (r.chunk !== undefined) {
+        appendOrAbort(id(r.uploadId, "uploadId"), ctx.peer, r.chunk);
+        const { chunk: _, ...rest } = r;
+        return commitDelivery(core, uploads, committer, rest, ctx.peer);
+      }
+      return commitDelivery(core, uploads, committer, r, ctx.peer);
+    },
     "delivery.commitWhole": async (r, ctx) => {
       if (!(r.body instanceof Uint8Array)) throw new StoreError("invalid", "body must be bytes");
       if (r.body.length > core.chunkBytes) {
@@ -109,14 +132,14 @@ export function createService(p: ServiceParts): StoreService {
       }
       const { body, ...rest } = r;
       const uploadId = uploads.begin(ctx.peer, body.length);
+      appendOrAbort(uploadId, ctx.peer, body);
       try {
-        uploads.append(uploadId, ctx.peer, body);
         return await commitDelivery(core, uploads, committer, { ...rest, uploadId }, ctx.peer);
       } catch (err) {
         // Refused before the committer took the upload: release it (else it is gone already).
         try {
           uploads.abort(uploadId, ctx.peer);
-        } catch { /* taken, or aborted by the failed write */ }
+        } catch { /* taken already */ }
         throw err;
       }
     },

@@ -2,8 +2,9 @@
 // unstuffed in bulk by a DataScanner, and what it passes is packed into chunks of
 // ipc.chunkBytes, each sent with body.append while the connection is paused. Memory held is
 // about one chunk plus one network read, whatever the message size. The upload is opened
-// only when a first chunk is full: a message that fits one chunk (most mail) crosses to the
-// store once, in delivery.commitWhole, instead of body.begin + body.append + delivery.commit.
+// only when a first chunk is full, carrying it, and the last partial chunk travels with the
+// commit; a message that fits one chunk (most mail) crosses to the store once, in
+// delivery.commitWhole.
 // The first failure (too big, bare CR/LF, overlong line, loop, store error) aborts the upload
 // at once; the rest of the message is read and dropped so the reply can come at its end
 // (RFC 1870 §6.2).
@@ -45,6 +46,8 @@ export class BodySink implements ScanOutput {
   #sizeHint: number | null = null;
   /** The whole message, when it ended before any chunk was full (see commit). */
   #whole: Uint8Array | null = null;
+  /** The last, partial chunk of an upload: it travels with the commit. */
+  #tail: Uint8Array | null = null;
   #ready: Uint8Array[] = [];
   #current: Uint8Array;
   #used = 0;
@@ -82,12 +85,13 @@ export class BodySink implements ScanOutput {
     return null;
   }
 
-  async #open(): Promise<Reply | null> {
+  /** Reserves the upload, carrying its first chunk when there is one (one crossing less). */
+  async #open(chunk?: Uint8Array): Promise<Reply | null> {
     try {
-      const { uploadId } = await this.store.call(
-        "body.begin",
-        this.#sizeHint === null ? {} : { sizeHint: this.#sizeHint },
-      );
+      const { uploadId } = await this.store.call("body.begin", {
+        ...(this.#sizeHint === null ? {} : { sizeHint: this.#sizeHint }),
+        ...(chunk ? { chunk } : {}),
+      });
       this.#uploadId = uploadId;
       return null;
     } catch (err) {
@@ -144,7 +148,9 @@ export class BodySink implements ScanOutput {
   /** Appends the full chunks, one at a time (each await is the backpressure). */
   async flush(): Promise<void> {
     if (this.#ready.length > 0 && !this.failure && this.#uploadId === null) {
-      const refused = await this.#open();
+      const first = this.#ready.shift()!;
+      const refused = await this.#open(first);
+      giveBackChunk(first);
       if (refused) return this.fail(refused);
     }
     while (this.#ready.length > 0 && !this.failure) {
@@ -159,7 +165,10 @@ export class BodySink implements ScanOutput {
     }
   }
 
-  /** Sends the last, partial chunk (or keeps a one-chunk message whole); check `failure`. */
+  /**
+   * Sends the full chunks; the last, partial one goes with the commit (or the whole message,
+   * when it fits one chunk). Check `failure` afterwards.
+   */
   async finish(): Promise<void> {
     if (this.failure) return;
     if (this.#uploadId === null && this.#ready.length === 0) {
@@ -167,11 +176,9 @@ export class BodySink implements ScanOutput {
       this.#used = 0;
       return;
     }
-    if (this.#used > 0) {
-      this.#ready.push(this.#current.subarray(0, this.#used));
-      this.#used = 0;
-    }
     await this.flush();
+    if (this.#used > 0) this.#tail = this.#current.subarray(0, this.#used);
+    this.#used = 0;
   }
 
   /** Commits to every recipient in one fsynced transaction; call after `finish`. */
@@ -190,7 +197,17 @@ export class BodySink implements ScanOutput {
         }
       } else {
         if (this.#uploadId === null) throw new Error("commit before finish");
-        res = await this.store.call("delivery.commit", { ...req, uploadId: this.#uploadId });
+        const chunk = this.#tail;
+        this.#tail = null;
+        try {
+          res = await this.store.call("delivery.commit", {
+            ...req,
+            uploadId: this.#uploadId,
+            ...(chunk ? { chunk } : {}),
+          });
+        } finally {
+          if (chunk) giveBackChunk(chunk);
+        }
       }
       this.#aborted = true; // committed: nothing left to abort
       return res;

@@ -24,6 +24,23 @@ async function inbox(address: string) {
 }
 
 describe("delivery", () => {
+  test("body.begin may carry the first chunk and delivery.commit the last, byte-exact", async () => {
+    const body = enc(message("carried", "z".repeat(9000)));
+    const { uploadId } = await f.client.call("body.begin", { chunk: body.subarray(0, 4000) });
+    await f.client.call("body.append", { uploadId, chunk: body.subarray(4000, 8000) });
+    const res = await f.client.call("delivery.commit", {
+      uploadId,
+      chunk: body.subarray(8000),
+      sender: "s@remote.test",
+      recipients: [{ address: "alice@example.com" }],
+    });
+    const { userId: uid } = await inbox("alice@example.com");
+    const bytes = await readAll(
+      f.client.stream("message.read", { userId: uid, messageId: res.delivered[0]!.messageId }),
+    );
+    expect(dec(bytes)).toBe(dec(body));
+  });
+
   test("delivery.commitWhole: a one-chunk message in one call, byte-exact; nothing left on refusal", async () => {
     const body = enc(message("whole", "y".repeat(3000)));
     const res = await f.client.call("delivery.commitWhole", {

@@ -105,10 +105,14 @@ export class MemoryStore {
         if (!user) return { kind: "unknown", address };
         return { kind: "local", address, userIds: [user.account.userId], via: "mailbox" };
       },
-      "body.begin": () => {
+      "body.begin": (req) => {
         this.#maybeFail("body.begin");
         const id = this.#nextUpload++;
         this.uploads.set(id, []);
+        if (req?.chunk) {
+          this.appendCalls++; // a chunk crossed, with the begin
+          this.uploads.get(id)!.push(new Uint8Array(req.chunk));
+        }
         return { uploadId: id };
       },
       "body.append": async (req) => {
@@ -141,6 +145,10 @@ export class MemoryStore {
         this.#maybeFail("delivery.commit");
         const chunks = this.uploads.get(req.uploadId);
         if (!chunks) throw new StoreError("not_found", "no such upload");
+        if (req.chunk) {
+          this.appendCalls++; // the last chunk crossed with the commit
+          chunks.push(new Uint8Array(req.chunk));
+        }
         this.uploads.delete(req.uploadId);
         this.messages.push({
           sender: req.sender,
