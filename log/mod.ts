@@ -70,24 +70,48 @@ export interface EventLogOptions {
   level: LogLevel;
 }
 
-/** The supervisor's sink: appends JSON lines to the event log file and echoes to stderr. */
-export function eventLogSink(opts: EventLogOptions): LogSink & { recent: LogRecord[] } {
+/**
+ * The supervisor's sink: appends JSON lines to the event log file and echoes to stderr. Lines
+ * are gathered and written once per event-loop turn (one open/append/close per batch rather
+ * than per line: a busy server logs a line per message); `flush()` writes what is gathered.
+ */
+export function eventLogSink(
+  opts: EventLogOptions,
+): LogSink & { recent: LogRecord[]; flush(): void } {
   if (opts.file) mkdirSync(dirname(opts.file), { recursive: true });
   const recent: LogRecord[] = [];
+  let fileLines: string[] = [];
+  let stderrLines: string[] = [];
+  let scheduled = false;
+  const flush = () => {
+    scheduled = false;
+    if (fileLines.length > 0) {
+      const text = fileLines.join("");
+      fileLines = [];
+      try {
+        appendFileSync(opts.file!, text);
+      } catch { /* a full disk must not take the server down with it */ }
+    }
+    if (stderrLines.length > 0) {
+      const text = stderrLines.join("");
+      stderrLines = [];
+      process.stderr.write(text);
+    }
+  };
   const sink = (r: LogRecord) => {
     if (RANK[r.level] < RANK[opts.level]) return;
     recent.push(r);
-    if (recent.length > 1000) recent.splice(0, recent.length - 1000);
+    if (recent.length > 2000) recent.splice(0, recent.length - 1000);
     const line = JSON.stringify(r);
-    if (opts.file) {
-      try {
-        appendFileSync(opts.file, line + "\n");
-      } catch { /* a full disk must not take the server down with it */ }
+    if (opts.file) fileLines.push(line + "\n");
+    if (opts.stderr === "json") stderrLines.push(line + "\n");
+    else if (opts.stderr === "pretty") stderrLines.push(pretty(r) + "\n");
+    if (!scheduled) {
+      scheduled = true;
+      setImmediate(flush);
     }
-    if (opts.stderr === "json") process.stderr.write(line + "\n");
-    else if (opts.stderr === "pretty") process.stderr.write(pretty(r) + "\n");
   };
-  return Object.assign(sink, { recent });
+  return Object.assign(sink, { recent, flush });
 }
 
 export function pretty(r: LogRecord): string {

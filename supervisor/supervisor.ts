@@ -199,6 +199,7 @@ export class Supervisor {
     this.log.info("supervisor.stopped", {
       uptimeSeconds: Math.round((Date.now() - this.#startedAt) / 1000),
     });
+    this.#sink.flush(); // the process may exit before the next turn
   }
 
   /**

@@ -143,7 +143,10 @@ export class SmtpSession implements Session {
         const pending = this.#dispatch(ev);
         if (pending) {
           this.conn.pause();
-          this.#flush();
+          // RFC 2920 §3.2: replies to a pipelined group may be held until the server would
+          // wait for input. While more commands are buffered (MAIL, RCPT, DATA sent at once)
+          // the client waits for all the replies anyway: one write instead of one per await.
+          if (this.#reader.buffered === 0) this.#flush();
           await pending;
         }
         // RFC 2920 §3.1 lets us batch replies; a client that pipelines without reading them
