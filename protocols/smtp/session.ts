@@ -58,6 +58,9 @@ type AuthStep = (line: string) => void | Promise<void>;
 /** Replies queued beyond this are flushed and the pump waits for the socket to drain. */
 const OUTPUT_HIGH_WATER = 64 * 1024;
 
+/** RFC 4954 §4: the longest AUTH continuation line a server must accept. */
+const AUTH_LINE_BYTES = 12288;
+
 export class SmtpSession implements Session {
   readonly connector: SmtpConnector;
   readonly config: Metabase;
@@ -187,6 +190,7 @@ export class SmtpSession implements Session {
         const step = this.#authStep!;
         this.#mode = "command";
         this.#authStep = null;
+        this.#reader.setMaxLineBytes(this.config.limits.lineBytes);
         if (ev.kind === "overflow") {
           // RFC 4954 §4: 500 5.5.6 for an authentication line that is too long.
           return this.send(reply(500, "5.5.6", "Authentication exchange line is too long"));
@@ -274,6 +278,8 @@ export class SmtpSession implements Session {
   enterAuth(step: AuthStep): void {
     this.#mode = "auth";
     this.#authStep = step;
+    // RFC 4954 §4: a continuation line may be up to 12288 octets (long SASL responses).
+    this.#reader.setMaxLineBytes(Math.max(this.config.limits.lineBytes, AUTH_LINE_BYTES));
   }
 
   backToCommands(): void {

@@ -517,6 +517,25 @@ describe("AUTH (RFC 4954) and submission", () => {
     expect((await c.cmd("AUTH CRAM-MD5")).code).toBe(504);
   });
 
+  test("an AUTH continuation line may be 12288 octets (RFC 4954 §4), commands stay capped", async () => {
+    const store = storeWithAlice();
+    const c = await openSession({ store, secure: true, connector: submission });
+    await c.cmd("EHLO c");
+    expect((await c.cmd("AUTH PLAIN")).code).toBe(334);
+    // A long response is read whole and judged: PLAIN fields are at most 255 octets (RFC 4616
+    // §2), so this one is a 501 syntax error, not a "line too long".
+    const long = b64("\0alice@example.com\0" + "p".repeat(9000));
+    expect(long.length).toBeGreaterThan(4096);
+    const judged = await c.cmd(long);
+    expect(judged.code).toBe(501);
+    expect(judged.text).not.toStartWith("5.5.6");
+    expect((await c.cmd("AUTH PLAIN")).code).toBe(334);
+    expect((await c.cmd("x".repeat(13000))).text).toStartWith("5.5.6");
+    // Back in command mode the ordinary limit (limits.lineBytes) applies again.
+    expect((await c.cmd("NOOP " + "y".repeat(5000))).text).toStartWith("5.5.2");
+    expect((await c.cmd("NOOP")).code).toBe(250);
+  });
+
   test("a failed AUTH is answered only after auth.failureDelayMs", async () => {
     const c = await openSession({
       store: storeWithAlice(),
