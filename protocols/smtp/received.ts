@@ -9,6 +9,8 @@ export interface ReceivedInfo {
   hostname: string;
   esmtp: boolean;
   tls: boolean;
+  /** What TLS was negotiated, when known (RFC 8314 §4.3 asks for it in the trace). */
+  tlsInfo?: { version: string; cipher: string } | null;
   authenticatedAs: string | null;
   smtputf8: boolean;
   id: string;
@@ -44,7 +46,13 @@ export function receivedHeader(i: ReceivedInfo): string {
     `by ${safe(i.hostname, 255)} (Posthorn) with ${withProtocol(i)} id ${safe(i.id, 64)}`,
   ];
   const comments: string[] = [];
-  if (i.tls) comments.push("(using TLS)");
+  if (i.tls) {
+    comments.push(
+      i.tlsInfo
+        ? `(using ${safe(i.tlsInfo.version, 32)} with cipher ${safe(i.tlsInfo.cipher, 64)})`
+        : "(using TLS)",
+    );
+  }
   if (i.authenticatedAs) comments.push(`(authenticated as ${safe(i.authenticatedAs, 255)})`);
   if (comments.length > 0) lines.push(comments.join(" "));
   // The date follows the last clause after ";" (RFC 5322 §3.6.7).

@@ -6,7 +6,7 @@ import type { Socket, TCPSocketListener, TCPSocketListenOptions } from "bun";
 import type { BoundListener, TlsMaterial } from "../engine.ts";
 import type { Logger } from "../../log/mod.ts";
 import { isLoopbackAddress } from "./auth-policy.ts";
-import type { CloseReason, Connection, Session, SessionFactory } from "./types.ts";
+import type { CloseReason, Connection, Session, SessionFactory, TlsInfo } from "./types.ts";
 
 export interface WireListenerConfig {
   name: string;
@@ -654,6 +654,17 @@ class WireConnection implements Connection {
       throw err;
     }
     await done;
+  }
+
+  tlsInfo(): TlsInfo | null {
+    if (!this.secure) return null;
+    try {
+      const version = this.socket.getTLSVersion();
+      const cipher = this.socket.getCipher()?.name;
+      return version && cipher ? { version, cipher } : null;
+    } catch {
+      return null; // closed meanwhile
+    }
   }
 
   logTlsError(error: Error): void {

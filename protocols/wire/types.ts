@@ -15,6 +15,8 @@ export interface Connection {
   readonly secure: boolean;
   /** The peer is on 127.0.0.0/8 or ::1. */
   readonly loopback: boolean;
+  /** The negotiated TLS version and cipher suite, once `secure` (for trace headers and logs). */
+  tlsInfo?(): TlsInfo | null;
   /**
    * Queue bytes for the peer. Never throws; after close it is a no-op. A view over shared
    * memory (the ipc heap) is copied before write returns, so the caller may release it at once;
@@ -34,6 +36,13 @@ export interface Connection {
   resume(): void;
   /** Flush what was written, then close. */
   close(): void;
+}
+
+export interface TlsInfo {
+  /** "TLSv1.3" */
+  version: string;
+  /** "TLS_AES_256_GCM_SHA384" */
+  cipher: string;
 }
 
 export type CloseReason = "peer" | "timeout" | "error" | "shutdown" | "local";

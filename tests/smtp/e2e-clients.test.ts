@@ -98,6 +98,8 @@ describe("nodemailer on submission (STARTTLS + AUTH)", () => {
     const text = stored!.subarray(0, 600).toString("latin1");
     expect(text).toStartWith("Return-Path: <alice@example.com>\r\nReceived: from ");
     expect(text).toContain("with ESMTPSA id");
+    // RFC 8314 §4.3: the trace says which TLS was used.
+    expect(text).toMatch(/\(using TLSv1\.[23] with cipher [A-Z0-9_-]+\)/);
     expect(withoutTrace(stored!).equals(raw)).toBe(true);
   }, 60_000);
 

@@ -23,6 +23,7 @@ export async function startBody(s: SmtpSession, tx: Transaction): Promise<Reply 
     hostname: s.hostname,
     esmtp: s.esmtp,
     tls: s.conn.secure,
+    tlsInfo: s.conn.tlsInfo?.() ?? null,
     authenticatedAs: s.account?.address ?? null,
     smtputf8: tx.params.smtputf8,
     id: tx.id,
