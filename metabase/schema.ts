@@ -114,7 +114,12 @@ export const SmtpSection = z.strictObject({
       "First retry; doubles per attempt",
     ),
     retryMaxSeconds: z.number().positive().default(3600).describe("Longest wait between retries"),
-    concurrency: z.number().int().positive().default(8).describe("Next hops delivered to at once"),
+    concurrency: z.number().int().positive().default(8).describe(
+      "Outbound SMTP connections at once, all next hops together",
+    ),
+    connectionsPerHop: z.number().int().positive().default(4).describe(
+      "Outbound SMTP connections at once to one next hop (a smarthost, a big provider)",
+    ),
     connectTimeoutSeconds: seconds(30).describe("TCP connect to a next hop"),
     pollSeconds: seconds(30).describe("How often the queue runner looks for due entries"),
     batchSize: z.number().int().positive().default(200).describe("Due entries fetched per look"),

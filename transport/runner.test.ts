@@ -541,8 +541,9 @@ describe("queue runner bookkeeping is atomic and per transaction", () => {
         return ++mails === 3 ? "close" : undefined;
       },
     });
-    const { store, pass } = setup(config(s.port));
-    // Three messages (three bodies) for one hop: three transactions on one connection.
+    const { store, pass } = setup(config(s.port, { queue: { connectionsPerHop: 1 } }));
+    // Three messages (three bodies) for one hop, one connection allowed: three transactions
+    // on one connection.
     const [first] = store.enqueue("alice@here.test", ["a@there.test"], MSG);
     const [second] = store.enqueue("alice@here.test", ["b@there.test"], MSG + "2\r\n");
     const [third] = store.enqueue("alice@here.test", ["c@there.test"], MSG + "3\r\n");
@@ -563,7 +564,7 @@ describe("queue runner bookkeeping is atomic and per transaction", () => {
         return l.startsWith("RCPT TO:<a@") ? "550 5.1.1 no such user" : undefined;
       },
     });
-    const { store, pass } = setup(config(s.port));
+    const { store, pass } = setup(config(s.port, { queue: { connectionsPerHop: 1 } }));
     const [first] = store.enqueue("alice@here.test", ["a@there.test"], MSG);
     const [second] = store.enqueue("alice@here.test", ["b@there.test"], MSG + "2\r\n");
     await pass();
@@ -572,9 +573,24 @@ describe("queue runner bookkeeping is atomic and per transaction", () => {
     expect(store.done).toEqual([second!]);
   });
 
+  test("one hop's transactions share up to connectionsPerHop connections", async () => {
+    const s = server();
+    const { store, pass } = setup(config(s.port, { queue: { connectionsPerHop: 3 } }));
+    const ids = Array.from(
+      { length: 7 },
+      (_, i) => store.enqueue("alice@here.test", [`r${i}@there.test`], MSG + `${i}\r\n`)[0]!,
+    );
+    await pass();
+    // Seven messages (seven transactions) dealt over three connections, none lost or doubled.
+    expect(s.sessions.length).toBe(3);
+    expect(s.messages().length).toBe(7);
+    expect([...store.done].sort((a, b) => a - b)).toEqual(ids);
+    expect(store.entries.size).toBe(0);
+  });
+
   test("when the store cannot record a transaction, the rest of the hop is not sent", async () => {
     const s = server();
-    const { store, pass } = setup(config(s.port));
+    const { store, pass } = setup(config(s.port, { queue: { connectionsPerHop: 1 } }));
     store.enqueue("alice@here.test", ["a@there.test"], MSG);
     store.enqueue("alice@here.test", ["b@there.test"], MSG + "2\r\n");
     store.failing.add("queue.settle");

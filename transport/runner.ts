@@ -1,6 +1,7 @@
 // Owns: the queue runner. It looks for due entries (on a timer, on the store's "queue" topic,
-// after each delivery), groups them per next hop, delivers each group over one connection with
-// at most smtp.queue.concurrency groups at once, and records every outcome in the store: done,
+// after each delivery), groups them per next hop, delivers each hop's transactions over up to
+// smtp.queue.connectionsPerHop connections, at most smtp.queue.concurrency connections in all,
+// and records every outcome in the store: done,
 // deferred with back-off, or failed with a DSN to the sender (RFC 3461/3464) delivered through
 // the store with the null reverse-path. Each transaction is recorded as soon as its final
 // reply arrives, before the next one starts, and each DSN is committed together with the
@@ -57,6 +58,8 @@ export class QueueRunner {
   private readonly now: () => number;
   private readonly smtpPort: number;
   private readonly inFlight = new Set<number>();
+  /** Connections (delivery tasks) running per next hop: smtp.queue.connectionsPerHop. */
+  private readonly hopTasks = new Map<string, number>();
   private readonly active = new Set<Promise<void>>();
   private readonly abort = new AbortController();
   private timer: ReturnType<typeof setTimeout> | null = null;
@@ -129,8 +132,22 @@ export class QueueRunner {
           list.push(e);
         }
         for (const [hop, entries] of byHop) {
-          if (this.stopped || this.active.size >= this.config().smtp.queue.concurrency) break;
-          this.launch(hop, entries);
+          if (this.stopped) break;
+          const { concurrency, connectionsPerHop, recipientsPerTransaction } = this.config().smtp
+            .queue;
+          const slots = Math.min(
+            concurrency - this.active.size,
+            hop === BOUNCE_ONLY ? 1 : connectionsPerHop - (this.hopTasks.get(hop) ?? 0),
+          );
+          if (slots <= 0) continue;
+          // Whole transactions dealt round-robin over the connections this hop may have.
+          const txs = transactions(entries, recipientsPerTransaction);
+          const lanes = Array.from(
+            { length: Math.min(slots, txs.length) },
+            () => [] as QueueEntry[],
+          );
+          txs.forEach((tx, i) => lanes[i % lanes.length]!.push(...tx));
+          for (const lane of lanes) this.launch(hop, lane);
         }
       } while (this.again && !this.stopped);
     } finally {
@@ -141,6 +158,7 @@ export class QueueRunner {
 
   private launch(hop: string, entries: QueueEntry[]): void {
     for (const e of entries) this.inFlight.add(e.queueId);
+    this.hopTasks.set(hop, (this.hopTasks.get(hop) ?? 0) + 1);
     let healthy = true;
     const work = hop === BOUNCE_ONLY ? this.bounceOnly(entries) : this.deliverHop(hop, entries);
     const task: Promise<void> = work
@@ -150,6 +168,9 @@ export class QueueRunner {
       })
       .finally(() => {
         for (const e of entries) this.inFlight.delete(e.queueId);
+        const left = (this.hopTasks.get(hop) ?? 1) - 1;
+        if (left > 0) this.hopTasks.set(hop, left);
+        else this.hopTasks.delete(hop);
         this.active.delete(task);
         // A free slot: take more work, unless the store is failing (then the timer will).
         if (healthy) this.kick();
