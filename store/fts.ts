@@ -9,11 +9,13 @@
 // thread is never held for long.
 import type { Core } from "./core.ts";
 import { getBody, readBodyStart } from "./bodies.ts";
-import { indexText } from "./headers.ts";
+import { indexText } from "./index-text.ts";
 
 /** Bodies indexed per transaction (a slice): enough to amortise FTS5's per-commit segment. */
 export const INDEX_BATCH = 128;
-/** Text tokenised per slice at most (~10 ms of the store thread). */
+/** Raw bytes read per body for its index text, as a multiple of store.indexBytes. */
+const RAW_WINDOW = 4;
+/** Raw bytes read per slice at most (~10 ms of the store thread). */
 const SLICE_BYTES = 1 << 20;
 /** How long after the last delivery the store counts as quiet. */
 const IDLE_MS = 200;
@@ -95,9 +97,11 @@ export class FullTextIndexer {
         if (!body || core.indexBytes <= 0) {
           continue; // gone, or indexing switched off
         }
-        const start = readBodyStart(core, body, core.indexBytes);
+        // Text parts usually come first; an attachment before them is skipped, not indexed,
+        // so the raw window is larger than the text budget (store.indexBytes).
+        const start = readBodyStart(core, body, core.indexBytes * RAW_WINDOW);
         bytes += start.length;
-        const t = indexText(start);
+        const t = indexText(start, core.indexBytes);
         core.db.query("INSERT INTO body_fts(rowid, headers, text) VALUES (?, ?, ?)")
           .run(id, t.headers, t.text);
       }

@@ -68,15 +68,3 @@ export function messageIdOf(headers: Header[]): string | null {
   const m = v?.match(/<[^<>\s]+>/);
   return m ? m[0] : null;
 }
-
-/** What goes into the full-text index: decoded headers and the text that follows them. */
-export function indexText(head: Uint8Array): { headers: string; text: string } {
-  const end = headerEnd(head);
-  const block = end < 0 ? head : head.subarray(0, end);
-  const headers = parseHeaders(block)
-    .filter((h) => /^(subject|from|to|cc|bcc|reply-to|newsgroups)$/i.test(h.name))
-    .map((h) => decodeWords(h.value))
-    .join("\n");
-  const text = end < 0 ? "" : decoder.decode(head.subarray(end));
-  return { headers, text };
-}

@@ -79,6 +79,65 @@ describe("full-text index behind the deliveries", () => {
     }
   });
 
+  test("the index reads text parts decoded, HTML as words, attachments by name only", async () => {
+    const f = fixture();
+    try {
+      await f.store.addUser("alice@example.com", "pw");
+      const { userId, folderId } = await inboxOf(f, "alice@example.com");
+      const b64 = (s: string) => Buffer.from(s, "utf8").toString("base64");
+      const attachment = Buffer.from("secretpayloadword ".repeat(40)).toString("base64");
+      const mime = [
+        "From: =?utf-8?q?J=C3=B6rg?= <j@remote.test>",
+        "To: alice@example.com",
+        "Subject: =?utf-8?b?" + b64("Grüße vom Hafen") + "?=",
+        "MIME-Version: 1.0",
+        'Content-Type: multipart/mixed; boundary="outer"',
+        "",
+        "--outer",
+        'Content-Type: multipart/alternative; boundary="alt"',
+        "",
+        "--alt",
+        "Content-Type: text/plain; charset=utf-8",
+        "Content-Transfer-Encoding: quoted-printable",
+        "",
+        "Der Kapit=C3=A4n sagt: zebra crossing am Kai=",
+        "mauer.",
+        "--alt",
+        "Content-Type: text/html; charset=iso-8859-1",
+        "Content-Transfer-Encoding: base64",
+        "",
+        Buffer.from(
+          "<div class=x><b>Lighthouse</b> caf\xe9 &amp; more<script>hiddenscript()</script></div>",
+          "latin1",
+        )
+          .toString("base64"),
+        "--alt--",
+        "--outer",
+        'Content-Type: application/pdf; name="harbour-plan.pdf"',
+        'Content-Disposition: attachment; filename="harbour-plan.pdf"',
+        "Content-Transfer-Encoding: base64",
+        "",
+        attachment,
+        "--outer--",
+        "",
+      ].join("\r\n");
+      await deliver(f.client, mime, ["alice@example.com"]);
+      const q = (text: string) => f.client.call("message.search", { userId, folderId, text });
+      expect(await q("zebra")).toEqual([1]); // quoted-printable, decoded
+      expect(await q("Kaimauer")).toEqual([1]); // a soft line break joins the word again
+      expect(await q("Kapitän")).toEqual([1]); // charset decoded (and diacritics folded)
+      expect(await q("lighthouse cafe")).toEqual([1]); // base64 HTML in latin-1, as words
+      expect(await q("harbour plan")).toEqual([1]); // the attachment's file name
+      expect(await q("Grüße")).toEqual([1]); // an encoded-word subject
+      expect(await q("Jörg")).toEqual([1]);
+      expect(await q("secretpayloadword")).toEqual([]); // attachment bytes are not indexed
+      expect(await q("hiddenscript")).toEqual([]); // nor scripts
+      expect(await q("div")).toEqual([]); // nor tags
+    } finally {
+      await f.done();
+    }
+  });
+
   test("an expunged message's pending body leaves the queue with it", async () => {
     const f = fixture();
     try {
