@@ -249,7 +249,7 @@ export const Metabase = z.strictObject({
       "Messages being received at once, across every engine",
     ),
     indexBytes: z.number().int().min(0).default(64 * 1024).describe(
-      "Bytes at the start of each message kept for the full-text index",
+      "Text per message in the full-text index (decoded text parts; attachments by name); 0: none",
     ),
     maxPrefixBytes: z.number().int().positive().default(16 * 1024).describe(
       "Largest per-recipient prefix (Return-Path, Received) added at delivery",
