@@ -37,6 +37,7 @@ import {
 } from "./binding.ts";
 import { CLIENT_SIDE, ownerOf, SERVER_SIDE, SharedHeap } from "./heap.ts";
 import { decodeBytes, decodeLeased, decodeValue, encodeValue } from "./codec.ts";
+import { ReceivedNames, SentNames } from "./compact.ts";
 import { ringDoorbell } from "./doorbell.ts";
 import { type Endpoint, type Pump, pumpFor } from "./pump.ts";
 import { errorFromWire } from "./errors.ts";
@@ -78,6 +79,9 @@ class RingStoreClient implements AttachedStoreClient, Endpoint {
   /** Topics the server knows we want; differs from #listeners' keys until synced. */
   readonly #subscribed = new Set<string>();
   readonly #outbox: RingOutbox;
+  /** Names (methods, keys) defined so far on each direction of this binding. */
+  readonly #sent = new SentNames();
+  readonly #received = new ReceivedNames();
   #nextId = 1;
   #dead: StoreError | null = null;
 
@@ -102,7 +106,7 @@ class RingStoreClient implements AttachedStoreClient, Endpoint {
     let handle: number;
     let length: number;
     try {
-      ({ handle, length } = encodeValue(this.#heap, this.#own, [method, req]));
+      ({ handle, length } = encodeValue(this.#heap, this.#own, [method, req], this.#sent));
     } catch (err) {
       return Promise.reject(err);
     }
@@ -177,17 +181,21 @@ class RingStoreClient implements AttachedStoreClient, Endpoint {
       switch (kind) {
         case RESULT: {
           const p = this.#pending.get(id);
-          if (!p) break;
+          if (!p) {
+            // Read anyway: names it defines are cited by later results (./compact.ts).
+            if (handle !== 0) decodeValue(this.#heap, handle, length, this.#received);
+            break;
+          }
           this.#pending.delete(id);
           try {
             if (p.lease && handle !== 0) {
-              const { value, leased } = decodeLeased(this.#heap, handle, length);
+              const { value, leased } = decodeLeased(this.#heap, handle, length, this.#received);
               if (leased) {
                 p.lease.release = this.#leaseRelease(handle);
                 handle = 0; // the caller's now: not freed with this drain's batch
               }
               p.resolve(value);
-            } else p.resolve(decodeValue(this.#heap, handle, length));
+            } else p.resolve(decodeValue(this.#heap, handle, length, this.#received));
           } catch (err) {
             p.reject(err);
           }
@@ -224,7 +232,12 @@ class RingStoreClient implements AttachedStoreClient, Endpoint {
           this.#streams.delete(id);
           break;
         case EVENT: {
-          const [topic, event] = decodeValue(this.#heap, handle, length) as [string, unknown];
+          const [topic, event] = decodeValue(
+            this.#heap,
+            handle,
+            length,
+            this.#received,
+          ) as [string, unknown];
           for (const l of this.#listeners.get(topic) ?? []) {
             try {
               (l as (e: unknown) => void)(event);
@@ -269,7 +282,7 @@ class RingStoreClient implements AttachedStoreClient, Endpoint {
 
   openStream(s: ClientStream, method: string, req: unknown): void {
     if (this.#dead) throw this.#dead;
-    const { handle, length } = encodeValue(this.#heap, this.#own, [method, req]);
+    const { handle, length } = encodeValue(this.#heap, this.#own, [method, req], this.#sent);
     this.#streams.set(s.id, s);
     this.send(STREAM_OPEN, s.id, handle, length);
     this.#pump.wake();

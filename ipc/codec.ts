@@ -3,9 +3,24 @@
 // data (bodies, literals, articles) is copied once into the heap and never into a string.
 //
 // Block layout: u32 jsonBytes, u32 count, count × u32 byteLength, JSON (UTF-8), then each
-// attachment at an 8-byte boundary. Small results need no block at all (see INLINE_*).
+// attachment at an 8-byte boundary. With no attachment the JSON is the value itself; with
+// some it is `[shape, paths]`: the value with each Uint8Array replaced by 0, and for each
+// attachment the keys leading to it. Paths, not marker objects, because a marker key would
+// have to be one no caller uses (a control character, which sends JSON.stringify down its slow
+// escaping path: 0.5 µs of a 64 KiB call) and decoding would have to walk the whole value to
+// find them. Small results need no block at all (see INLINE_*).
 import { StoreError } from "./store-api.ts";
 import type { SharedHeap } from "./heap.ts";
+import {
+  COMPACT_TAG,
+  compactBytes,
+  compactDecode,
+  compactEncode,
+  compactWrite,
+  type ReceivedNames,
+  type SentNames,
+  withdrawNames,
+} from "./compact.ts";
 
 /** A value that fits in a ring slot's length word (handle 0). */
 const INLINE_NULL = 0;
@@ -13,8 +28,6 @@ const INLINE_UNDEFINED = 1;
 const INLINE_TRUE = 2;
 const INLINE_FALSE = 3;
 
-/** The key marking an attachment placeholder in the JSON: `{"\u0000b": index}`. */
-const PLACEHOLDER = "\u0000b";
 const MAX_DEPTH = 64;
 
 export interface Encoded {
@@ -26,17 +39,50 @@ function align8(n: number): number {
   return (n + 7) & ~7;
 }
 
-/** Copies `value` into a new heap block owned by `owner`; throws StoreError("busy") if full. */
-export function encodeValue(heap: SharedHeap, owner: number, value: unknown): Encoded {
+/**
+ * Copies `value` into a new heap block owned by `owner`; throws StoreError("busy") if full.
+ * Small values take the compact form (./compact.ts), which with `names` (this binding
+ * direction's table) sends methods and keys by number; the rest take the JSON form.
+ */
+export function encodeValue(
+  heap: SharedHeap,
+  owner: number,
+  value: unknown,
+  names?: SentNames,
+): Encoded {
   if (value === null) return { handle: 0, length: INLINE_NULL };
   if (value === undefined) return { handle: 0, length: INLINE_UNDEFINED };
   if (value === true) return { handle: 0, length: INLINE_TRUE };
   if (value === false) return { handle: 0, length: INLINE_FALSE };
-  const attachments: Uint8Array[] = [];
-  const shaped = cutAttachments(value, attachments, 0);
+  const compact = compactEncode(value, names);
+  if (compact !== null) {
+    const total = compactBytes(compact);
+    const handle = total > heap.maxBlockBytes ? 0 : heap.alloc(total, owner);
+    if (handle === 0) {
+      withdrawNames(compact);
+      if (total > heap.maxBlockBytes) throw tooLarge(total, heap);
+      throw new StoreError("busy", "IPC heap full: try again later");
+    }
+    compactWrite(heap, heap.offsetOf(handle), compact);
+    return { handle, length: total };
+  }
+  return encodeJson(heap, owner, value);
+}
+
+function tooLarge(total: number, heap: SharedHeap): StoreError {
+  return new StoreError(
+    "invalid",
+    `message of ${total} bytes exceeds the IPC heap's largest block (${heap.maxBlockBytes}); stream it in chunks`,
+  );
+}
+
+function encodeJson(heap: SharedHeap, owner: number, value: unknown): Encoded {
+  const cut: Cut = { bytes: [], paths: [], path: [] };
+  const shaped = cutAttachments(value, cut, 0);
+  const attachments = cut.bytes;
   let json: string;
   try {
-    json = JSON.stringify(shaped);
+    json = JSON.stringify(attachments.length === 0 ? shaped : [shaped, cut.paths]);
   } catch (err) {
     throw new StoreError("invalid", `value cannot be sent to the store: ${String(err)}`);
   }
@@ -45,12 +91,7 @@ export function encodeValue(heap: SharedHeap, owner: number, value: unknown): En
   const headerBytes = 8 + 4 * attachments.length;
   let total = align8(headerBytes + jsonBytes);
   for (const a of attachments) total += align8(a.byteLength);
-  if (total > heap.maxBlockBytes) {
-    throw new StoreError(
-      "invalid",
-      `message of ${total} bytes exceeds the IPC heap's largest block (${heap.maxBlockBytes}); stream it in chunks`,
-    );
-  }
+  if (total > heap.maxBlockBytes) throw tooLarge(total, heap);
   const handle = heap.alloc(total, owner);
   if (handle === 0) throw new StoreError("busy", "IPC heap full: try again later");
   const base = heap.offsetOf(handle);
@@ -73,16 +114,22 @@ export function encodeValue(heap: SharedHeap, owner: number, value: unknown): En
  * views into the block (zero-copy: valid only until the block is freed); `leased` says
  * whether any view was handed out.
  */
-export function decodeValue(heap: SharedHeap, handle: number, length: number): unknown {
-  return decode(heap, handle, length, false).value;
+export function decodeValue(
+  heap: SharedHeap,
+  handle: number,
+  length: number,
+  names?: ReceivedNames,
+): unknown {
+  return decode(heap, handle, length, false, names).value;
 }
 
 export function decodeLeased(
   heap: SharedHeap,
   handle: number,
   length: number,
+  names?: ReceivedNames,
 ): { value: unknown; leased: boolean } {
-  return decode(heap, handle, length, true);
+  return decode(heap, handle, length, true, names);
 }
 
 function decode(
@@ -90,6 +137,7 @@ function decode(
   handle: number,
   length: number,
   lease: boolean,
+  names: ReceivedNames | undefined,
 ): { value: unknown; leased: boolean } {
   if (handle === 0) {
     switch (length) {
@@ -109,24 +157,34 @@ function decode(
   const base = heap.offsetOf(handle);
   const w = base >> 2;
   const u32 = heap.u32;
+  if ((u32[w]! & COMPACT_TAG) !== 0) return compactDecode(heap, base, length, lease, names);
   const jsonBytes = u32[w]!;
   const count = u32[w + 1]!;
   const headerBytes = 8 + 4 * count;
   if (headerBytes + jsonBytes > length) throw new StoreError("internal", "bad IPC block");
-  const value = JSON.parse(
+  const parsed: unknown = JSON.parse(
     heap.buf.toString("utf8", base + headerBytes, base + headerBytes + jsonBytes),
   );
-  if (count === 0) return { value, leased: false };
-  const attachments: Uint8Array[] = [];
+  if (count === 0) return { value: parsed, leased: false };
+  if (!Array.isArray(parsed) || parsed.length !== 2 || !Array.isArray(parsed[1])) {
+    throw new StoreError("internal", "bad IPC block");
+  }
+  const paths = parsed[1] as unknown[];
+  if (paths.length !== count) throw new StoreError("internal", "bad IPC block");
+  let value: unknown = parsed[0];
   let at = base + align8(headerBytes + jsonBytes);
   for (let i = 0; i < count; i++) {
     const n = u32[w + 2 + i]!;
     if (at + n > base + length) throw new StoreError("internal", "bad IPC block");
     // slice: a private, non-shared copy; subarray: a view of the block itself
-    attachments.push(lease ? heap.bytes.subarray(at, at + n) : heap.bytes.slice(at, at + n));
+    const bytes = lease ? heap.bytes.subarray(at, at + n) : heap.bytes.slice(at, at + n);
     at += align8(n);
+    const path = paths[i];
+    if (!Array.isArray(path)) throw new StoreError("internal", "bad IPC attachment path");
+    if (path.length === 0) value = bytes;
+    else placeAttachment(value, path, bytes);
   }
-  return { value: restoreAttachments(value, attachments), leased: lease };
+  return { value, leased: lease };
 }
 
 /** Copies raw bytes into a block (a stream chunk): no header, the ring slot says the length. */
@@ -143,19 +201,33 @@ export function decodeBytes(heap: SharedHeap, handle: number, length: number): U
   return heap.bytes.slice(base, base + length);
 }
 
-/** A copy of `value` with each Uint8Array replaced by a placeholder; `value` itself if none. */
-function cutAttachments(value: unknown, out: Uint8Array[], depth: number): unknown {
+/** What `cutAttachments` found: each Uint8Array and the keys leading to it. */
+interface Cut {
+  bytes: Uint8Array[];
+  paths: (string | number)[][];
+  /** The keys from the root to the value being visited. */
+  path: (string | number)[];
+}
+
+/** A copy of `value` with each Uint8Array replaced by 0; `value` itself if it holds none. */
+function cutAttachments(value: unknown, cut: Cut, depth: number): unknown {
   if (typeof value !== "object" || value === null) return value;
   if (depth > MAX_DEPTH) throw new StoreError("invalid", "value nested too deeply for the store");
   if (value instanceof Uint8Array) {
-    out.push(value);
-    return { [PLACEHOLDER]: out.length - 1 };
+    cut.bytes.push(value);
+    cut.paths.push(cut.path.slice());
+    return 0;
   }
   if (Array.isArray(value)) {
     let copy: unknown[] | null = null;
     for (let i = 0; i < value.length; i++) {
       const v = value[i];
-      const c = cutAttachments(v, out, depth + 1);
+      let c = v;
+      if (typeof v === "object" && v !== null) {
+        cut.path.push(i);
+        c = cutAttachments(v, cut, depth + 1);
+        cut.path.pop();
+      }
       if (c !== v && copy === null) copy = value.slice(0, i);
       if (copy !== null) copy.push(c);
     }
@@ -166,29 +238,53 @@ function cutAttachments(value: unknown, out: Uint8Array[], depth: number): unkno
   for (let i = 0; i < keys.length; i++) {
     const k = keys[i]!;
     const v = (value as Record<string, unknown>)[k];
-    const c = cutAttachments(v, out, depth + 1);
+    let c = v;
+    if (typeof v === "object" && v !== null) {
+      cut.path.push(k);
+      c = cutAttachments(v, cut, depth + 1);
+      cut.path.pop();
+    }
     if (c !== v && copy === null) {
       copy = {};
-      for (let j = 0; j < i; j++) copy[keys[j]!] = (value as Record<string, unknown>)[keys[j]!];
+      for (let j = 0; j < i; j++) {
+        setOwn(copy, keys[j]!, (value as Record<string, unknown>)[keys[j]!]);
+      }
     }
-    if (copy !== null) copy[k] = c;
+    if (copy !== null) setOwn(copy, k, c);
   }
   return copy ?? value;
 }
 
-function restoreAttachments(value: unknown, attachments: Uint8Array[]): unknown {
-  if (typeof value !== "object" || value === null) return value;
-  if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) value[i] = restoreAttachments(value[i], attachments);
-    return value;
+/** Puts an attachment back where its path says, through own properties only (a key such as
+ * "__proto__" must name a property, never reach or replace a prototype). */
+function placeAttachment(root: unknown, path: unknown[], bytes: Uint8Array): void {
+  let node = root;
+  for (let i = 0; i < path.length - 1; i++) {
+    const k = path[i];
+    if (typeof node !== "object" || node === null || !ownKey(node, k)) {
+      throw new StoreError("internal", "bad IPC attachment path");
+    }
+    node = (node as Record<string, unknown>)[k as string];
   }
-  const rec = value as Record<string, unknown>;
-  const index = rec[PLACEHOLDER];
-  if (typeof index === "number" && Object.keys(rec).length === 1) {
-    const a = attachments[index];
-    if (!a) throw new StoreError("internal", "bad IPC attachment index");
-    return a;
+  const last = path[path.length - 1];
+  if (typeof node !== "object" || node === null || !ownKey(node, last)) {
+    throw new StoreError("internal", "bad IPC attachment path");
   }
-  for (const k of Object.keys(rec)) rec[k] = restoreAttachments(rec[k], attachments);
-  return value;
+  setOwn(node as Record<string, unknown>, last as string, bytes);
+}
+
+/** `rec[k] = v`, except that "__proto__" names an own property as in JSON, not the prototype. */
+function setOwn(rec: Record<string, unknown>, k: string, v: unknown): void {
+  if (k === "__proto__") {
+    Object.defineProperty(rec, k, {
+      value: v,
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
+  } else rec[k] = v;
+}
+
+function ownKey(node: object, k: unknown): boolean {
+  return (typeof k === "string" || typeof k === "number") && Object.hasOwn(node, k);
 }

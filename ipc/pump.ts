@@ -16,6 +16,8 @@ export interface Endpoint {
 export const SPIN_MICROS = 100;
 
 const MIN_SPIN_MICROS = 4;
+/** A park shorter than this (wake-up latency included) means the thread is in a busy spell. */
+const SHORT_PARK_MICROS = 200;
 
 const pumps = new Map<string, Pump>();
 
@@ -86,8 +88,8 @@ export class Pump {
     }
   }
 
-  /** Current spin budget (µs), adapted: spins that end in work grow it, spins that end in a
-   * park shrink it, so an oversubscribed machine is not burnt by pointless spinning. */
+  /** Current spin budget (µs), adapted: spins that end in work and parks that end soon grow
+   * it, long parks shrink it, so an idle or oversubscribed thread does not spin for nothing. */
   #spin = SPIN_MICROS;
 
   async #run(): Promise<void> {
@@ -116,10 +118,19 @@ export class Pump {
           await nextTurn();
           continue;
         }
-        if (spinning) this.#spin = Math.max(MIN_SPIN_MICROS, this.#spin / 2);
         spinning = false;
+        const parkedAt = performance.now();
         await park(this.#bell, seq);
-        hotUntil = performance.now() + this.#spin / 1000;
+        const now = performance.now();
+        // The park's length says whether spinning longer would have paid. A short one (work
+        // came right after we gave up) cost the producer a notify syscall and us a ~45 µs
+        // wake-up that a longer spin would have saved; a long one was real idleness, where
+        // spinning only burns a core. Judging by the spin alone (shrink whenever it ended in a
+        // park) settles at the median gap, so about every other gap cost a wake-up.
+        if ((now - parkedAt) * 1000 < SHORT_PARK_MICROS) {
+          this.#spin = Math.min(SPIN_MICROS, this.#spin * 2);
+        } else this.#spin = Math.max(MIN_SPIN_MICROS, this.#spin / 2);
+        hotUntil = now + this.#spin / 1000;
       }
     } finally {
       this.#running = false;

@@ -28,6 +28,7 @@ import {
 import { CLIENT_SIDE, ownerOf, SERVER_SIDE, SharedHeap } from "./heap.ts";
 import { decodeLeased, decodeValue, encodeBytes, encodeValue } from "./codec.ts";
 import { errorToWire } from "./errors.ts";
+import { ReceivedNames, SentNames } from "./compact.ts";
 import { ringDoorbell } from "./doorbell.ts";
 import { type Endpoint, type Pump, pumpFor } from "./pump.ts";
 import { RingOutbox } from "./outbox.ts";
@@ -102,6 +103,9 @@ class ServedBinding implements Endpoint {
   readonly #slots: number;
   readonly #backlog: RingOutbox;
   readonly #streams = new Map<number, ServedStream>();
+  /** Names (methods, keys) defined so far on each direction of this binding. */
+  readonly #sent = new SentNames();
+  readonly #received = new ReceivedNames();
   #closed = false;
   /** Inside a drain, blocks to free are batched under one heap lock. */
   #draining = false;
@@ -172,8 +176,8 @@ class ServedBinding implements Endpoint {
     try {
       if (handle === 0) payload = null;
       else if (kind === CALL) {
-        ({ value: payload, leased } = decodeLeased(this.#heap, handle, length));
-      } else payload = decodeValue(this.#heap, handle, length);
+        ({ value: payload, leased } = decodeLeased(this.#heap, handle, length, this.#received));
+      } else payload = decodeValue(this.#heap, handle, length, this.#received);
     } catch (err) {
       if (kind === CALL || kind === STREAM_OPEN) this.#sendError(id, err);
       leased = false;
@@ -338,7 +342,7 @@ class ServedBinding implements Endpoint {
     }
     let enc;
     try {
-      enc = encodeValue(this.#heap, this.#own, [topic, event]);
+      enc = encodeValue(this.#heap, this.#own, [topic, event], this.#sent);
     } catch {
       this.#hub.dropped++;
       return;
@@ -356,7 +360,7 @@ class ServedBinding implements Endpoint {
     for (let pause = 1;; pause = Math.min(pause * 2, RESULT_PAUSE_MAX_MS)) {
       if (this.#closed) return;
       try {
-        const enc = encodeValue(this.#heap, this.#own, value);
+        const enc = encodeValue(this.#heap, this.#own, value, this.#sent);
         this.#send(RESULT, id, enc.handle, enc.length);
         return;
       } catch (err) {

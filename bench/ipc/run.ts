@@ -1,5 +1,6 @@
 // ipc benchmark: the ring transport beside worker.postMessage and MessageChannel carrying the
-// same requests to a worker. Prints figures only (never asserts). Run:
+// same requests to a worker, each case's transports taking turns in short slices. Prints figures
+// only (never asserts). Run:
 //   node_modules/.bin/bun bench/ipc/run.ts [seconds-per-case]
 import { attachStoreClient, QueueManager } from "../../ipc/mod.ts";
 
@@ -45,13 +46,32 @@ interface Figures {
   cpuMicros: number;
 }
 
-/** Keeps `inFlight` requests outstanding for SECONDS; returns completions/s and CPU µs each. */
-async function load(call: Call, inFlight: number, make: (i: number) => [string, unknown]) {
-  // warm up
+/** Sums of the slices one transport ran for one case. */
+interface Tally {
+  done: number;
+  seconds: number;
+  cpuMicros: number;
+}
+
+/** Load on this shared machine drifts within seconds, so each case runs as ROUNDS short slices
+ * taking turns between the transports: every transport sees the same mix of quiet and busy. */
+const ROUNDS = 4;
+
+async function warm(call: Call, make: (i: number) => [string, unknown]) {
   for (let i = 0; i < 2000; i++) await call(...make(i));
+}
+
+/** Keeps `inFlight` requests outstanding for `seconds`; adds completions and CPU to `t`. */
+async function slice(
+  call: Call,
+  inFlight: number,
+  make: (i: number) => [string, unknown],
+  seconds: number,
+  t: Tally,
+) {
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
-  const deadline = t0 + SECONDS * 1000;
+  const deadline = t0 + seconds * 1000;
   let done = 0;
   const lane = async () => {
     while (performance.now() < deadline) {
@@ -60,9 +80,26 @@ async function load(call: Call, inFlight: number, make: (i: number) => [string, 
     }
   };
   await Promise.all(Array.from({ length: inFlight }, lane));
-  const seconds = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
-  return { perSecond: done / seconds, cpuMicros: (cpu.user + cpu.system) / done } as Figures;
+  t.done += done;
+  t.seconds += (performance.now() - t0) / 1000;
+  t.cpuMicros += cpu.user + cpu.system;
+}
+
+/** One case for every transport, interleaved; completions/s and CPU µs each, per transport. */
+async function runCase(
+  transports: [string, Call][],
+  inFlight: number,
+  make: (i: number) => [string, unknown],
+): Promise<Figures[]> {
+  const tallies = transports.map(() => ({ done: 0, seconds: 0, cpuMicros: 0 }));
+  for (const [, call] of transports) await warm(call, make);
+  for (let r = 0; r < ROUNDS; r++) {
+    for (let i = 0; i < transports.length; i++) {
+      await slice(transports[i]![1], inFlight, make, SECONDS / ROUNDS, tallies[i]!);
+    }
+  }
+  return tallies.map((t) => ({ perSecond: t.done / t.seconds, cpuMicros: t.cpuMicros / t.done }));
 }
 
 const realistic = (i: number): [string, unknown] => [
@@ -95,14 +132,11 @@ async function main() {
     ["postMessage", pmCall],
     ["MessageChannel", mcCall],
   ];
+  const a = await runCase(transports, 1, realistic);
+  const b = await runCase(transports, 64, realistic);
+  const c = await runCase(transports, 16, body);
   const rows: Record<string, Record<string, Figures>> = {};
-  for (const [name, call] of transports) {
-    rows[name] = {
-      a: await load(call, 1, realistic),
-      b: await load(call, 64, realistic),
-      c: await load(call, 16, body),
-    };
-  }
+  transports.forEach(([name], i) => rows[name] = { a: a[i]!, b: b[i]!, c: c[i]! });
 
   const fmt = (n: number, d = 0) => n.toLocaleString("en-US", { maximumFractionDigits: d });
   const pad = (s: string, n: number) => s.padStart(n);
@@ -117,6 +151,7 @@ async function main() {
       pad("(c) MB/s 64 KiB", 17),
       pad("(d) CPU µs/req (b)", 20),
       pad("CPU µs/req (a)", 16),
+      pad("CPU µs/64 KiB (c)", 19),
     ].join(" "),
   );
   for (const [name] of transports) {
@@ -129,6 +164,7 @@ async function main() {
         pad(fmt((r.c!.perSecond * BODY.byteLength) / 1e6), 17),
         pad(fmt(r.b!.cpuMicros, 2), 20),
         pad(fmt(r.a!.cpuMicros, 2), 16),
+        pad(fmt(r.c!.cpuMicros, 2), 19),
       ].join(" "),
     );
   }
@@ -139,7 +175,8 @@ async function main() {
       `ring vs ${other}: (a) ${fmt(ringRow.a!.perSecond / o.a!.perSecond, 2)}×  ` +
         `(b) ${fmt(ringRow.b!.perSecond / o.b!.perSecond, 2)}×  ` +
         `(c) ${fmt(ringRow.c!.perSecond / o.c!.perSecond, 2)}×  ` +
-        `(d) CPU per request ${fmt(ringRow.b!.cpuMicros / o.b!.cpuMicros, 2)}×`,
+        `(d) CPU per request ${fmt(ringRow.b!.cpuMicros / o.b!.cpuMicros, 2)}×, ` +
+        `per 64 KiB ${fmt(ringRow.c!.cpuMicros / o.c!.cpuMicros, 2)}×`,
     );
   }
   ring.close();
