@@ -128,4 +128,15 @@ export const MIGRATIONS: readonly string[] = [
   `
   CREATE TABLE fts_pending(body_id INTEGER PRIMARY KEY);
   `,
+  // 6: the full-text index keeps no copy of the text it indexed (contentless: a search needs
+  // only the body ids, and the copy doubled what every indexed message wrote). Rebuilt behind
+  // the deliveries: every body is queued for indexing again.
+  `
+  DROP TABLE body_fts;
+  CREATE VIRTUAL TABLE body_fts USING fts5(
+    headers, text, tokenize = 'unicode61 remove_diacritics 2',
+    content = '', contentless_delete = 1
+  );
+  INSERT OR IGNORE INTO fts_pending(body_id) SELECT id FROM bodies;
+  `,
 ];

@@ -222,11 +222,11 @@ export class MimeParser {
       data.set(chunk, this.carry.length);
     }
     let start = 0;
-    for (let i = 0; i < data.length; i++) {
-      if (data[i] === 10) {
-        this.line(data.subarray(start, i + 1));
-        start = i + 1;
-      }
+    // Line ends found by the native byte search, not a JS loop over every byte.
+    const view = Buffer.from(data.buffer, data.byteOffset, data.length);
+    for (let lf = view.indexOf(10); lf >= 0; lf = view.indexOf(10, start)) {
+      this.line(data.subarray(start, lf + 1));
+      start = lf + 1;
     }
     // A very long line is handled in pieces: only boundaries and headers care about lines.
     if (data.length - start > 64 * 1024) {

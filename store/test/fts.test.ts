@@ -43,6 +43,12 @@ describe("full-text index behind the deliveries", () => {
       expect(await f.client.call("message.search", { userId, folderId, text: "beam" })).toEqual([
         2,
       ]);
+      // An indexed body freed with its last message leaves the (contentless) index too.
+      await f.client.call("mailbox.expunge", { userId, folderId, uids: [2] });
+      expect(await f.client.call("message.search", { userId, folderId, text: "beam" })).toEqual(
+        [],
+      );
+      expect((await f.store.verify()).problems).toEqual([]);
     } finally {
       await f.done();
     }
