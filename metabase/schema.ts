@@ -248,7 +248,7 @@ export const Metabase = z.strictObject({
     maxUploads: z.number().int().positive().default(1000).describe(
       "Messages being received at once, across every engine",
     ),
-    indexBytes: z.number().int().min(0).default(64 * 1024).describe(
+    indexBytes: z.number().int().min(0).default(16 * 1024).describe(
       "Text per message in the full-text index (decoded text parts; attachments by name); 0: none",
     ),
     maxPrefixBytes: z.number().int().positive().default(16 * 1024).describe(

@@ -123,7 +123,7 @@ export class Core {
     }
     this.chunkBytes = opts.chunkBytes ?? 64 * 1024;
     this.maxUploads = opts.maxUploads ?? 1000;
-    this.indexBytes = opts.indexBytes ?? 64 * 1024;
+    this.indexBytes = opts.indexBytes ?? 16 * 1024;
     this.maxPrefixBytes = opts.maxPrefixBytes ?? 16 * 1024;
     this.inlineBytes = opts.inlineBytes ?? DEFAULT_INLINE_BYTES;
     this.setDomains(opts.domains);

@@ -1,14 +1,17 @@
 // Bodies being received: pages are reserved as the bytes stream in and written at once, so a
-// 50 MB message never sits in memory; only the first `indexBytes` are kept for header parsing
-// and the full-text index. A body that stays within `inlineBytes` is kept in memory instead and
-// committed inside its bodies row (no page-file write, no page-file fsync); the moment it grows
-// past that, what is buffered spills into reserved pages. So memory per upload stays bounded
-// by inlineBytes + indexBytes. An upload is in memory only: a crash forgets it, and its pages,
-// never committed, are free again at start-up.
+// 50 MB message never sits in memory; only the first HEAD_BYTES are kept, for the header
+// fields the store records (Message-ID). A body that stays within `inlineBytes` is kept in
+// memory instead and committed inside its bodies row (no page-file write, no page-file fsync);
+// the moment it grows past that, what is buffered spills into reserved pages. So memory per
+// upload stays bounded by inlineBytes + HEAD_BYTES. An upload is in memory only: a crash
+// forgets it, and its pages, never committed, are free again at start-up. (The full-text
+// index reads committed bodies later: see fts.ts.)
 import { StoreError } from "../ipc/store-api.ts";
 import type { Core } from "./core.ts";
 import { appendExtent, type Extent, pageCount } from "./extents.ts";
 
+/** The start of a body kept in memory for header parsing (independent of the FTS budget). */
+const HEAD_BYTES = 16 * 1024;
 /** Reserve at least this many pages at a time so a streamed body gets few extents. */
 const MIN_RESERVE_PAGES = 16;
 /** Never reserve more than this ahead on the strength of a size hint. */
@@ -87,7 +90,7 @@ export class Uploads {
     }
     const hint = Math.max(0, Math.min(Number(sizeHint) || 0, MAX_HINT_BYTES));
     const id = this.nextId++;
-    this.map.set(id, new Upload(id, peer, hint, this.core.indexBytes, this.core.inlineBytes));
+    this.map.set(id, new Upload(id, peer, hint, HEAD_BYTES, this.core.inlineBytes));
     return id;
   }
 
