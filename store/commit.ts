@@ -100,9 +100,10 @@ export class Committer {
     // the fsync follows on the thread pool, so the store thread serves other calls (RCPT
     // lookups, uploads) meanwhile instead of blocking in it. Nothing resolves before it.
     const durable = this.core.opts.durability !== "off";
+    let hooks: (() => void)[] = [];
     if (durable) this.core.db.exec("PRAGMA synchronous = NORMAL");
     try {
-      this.core.tx.run(() => {
+      ({ hooks } = this.core.tx.runHoldingHooks(() => {
         for (const j of batch) {
           try {
             outcomes.push({ ok: true, value: this.core.tx.savepoint(j.work) });
@@ -110,7 +111,7 @@ export class Committer {
             outcomes.push({ ok: false, error });
           }
         }
-      });
+      }));
     } catch (error) {
       // COMMIT itself failed (disk full, I/O error): nothing in the batch is stored.
       for (const j of batch) {
@@ -133,7 +134,15 @@ export class Committer {
           j.cleanup();
           j.reject(this.core.fatalError());
         }
-        return;
+        return; // and the batch's after-commit hooks never run: memory must not get ahead
+      }
+    }
+    // Durable now: only from here may memory follow (freed pages reusable, events published).
+    for (const h of hooks) {
+      try {
+        h();
+      } catch (err) {
+        this.core.log.error("store.after_commit_failed", { error: err as Error });
       }
     }
     this.flushes++;

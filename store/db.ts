@@ -56,15 +56,24 @@ export class Tx {
   /** A write transaction (BEGIN IMMEDIATE, so a concurrent CLI waits rather than deadlocks). */
   run<T>(fn: () => T): T {
     if (this.active) return this.savepoint(fn);
+    const { result, hooks } = this.runHoldingHooks(fn);
+    for (const h of hooks) h();
+    return result;
+  }
+
+  /**
+   * A write transaction whose after-commit hooks are handed back instead of run: the group
+   * commit runs them only once the commit is durable (its WAL fsync follows the COMMIT), so
+   * nothing in memory (a freed page back in the free list, an event) gets ahead of the disk.
+   */
+  runHoldingHooks<T>(fn: () => T): { result: T; hooks: (() => void)[] } {
+    if (this.active) throw new Error("runHoldingHooks inside a transaction");
     this.frames.push([]);
-    let hooks: (() => void)[] = [];
     try {
       const result = this.db.transaction(fn).immediate();
-      hooks = this.frames[0]!;
-      return result;
+      return { result, hooks: this.frames[0]! };
     } finally {
       this.frames = [];
-      for (const h of hooks) h();
     }
   }
 

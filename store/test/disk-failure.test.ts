@@ -5,6 +5,7 @@ import { expect, test } from "bun:test";
 import { StoreError } from "../../ipc/store-api.ts";
 import { WalFile } from "../db.ts";
 import { PageFile } from "../pagefile.ts";
+import { eventually } from "../../tests/helpers.ts";
 import { deliver, fixture } from "./helpers.ts";
 
 test("after a failed fsync no delivery is acknowledged and the host hears of it", async () => {
@@ -53,4 +54,38 @@ test("a failed fsync of the WAL after a group commit acknowledges nothing of tha
   const after = await deliver(f.client, "after\r\n", ["alice@example.com"]).catch((e) => e);
   expect((after as StoreError).code).toBe("unavailable");
   await f.done();
+});
+
+test("events of a group commit wait for its WAL fsync; a failed fsync publishes none", async () => {
+  const f = fixture({ durability: "group", onFatal: () => {} });
+  await f.store.addUser("alice@example.com", "pw");
+  const events: unknown[] = [];
+  f.client.subscribe("mailbox", (e) => events.push(e));
+  const real = WalFile.prototype.sync;
+  let release: (() => void) | undefined;
+  let fail: ((e: Error) => void) | undefined;
+  WalFile.prototype.sync = () =>
+    new Promise<void>((resolve, reject) => {
+      release = resolve;
+      fail = reject;
+    });
+  try {
+    const first = deliver(f.client, "one\r\n", ["alice@example.com"]);
+    await eventually(() => release !== undefined);
+    await Bun.sleep(20); // the COMMIT is done, its fsync pending: nothing may show yet
+    expect(events).toEqual([]);
+    release!();
+    expect((await first).delivered).toHaveLength(1);
+    expect(events).toHaveLength(1);
+
+    fail = undefined;
+    const second = deliver(f.client, "two\r\n", ["alice@example.com"]).catch((e) => e);
+    await eventually(() => fail !== undefined);
+    fail!(Object.assign(new Error("EIO: i/o error"), { code: "EIO" }));
+    expect(((await second) as StoreError).code).toBe("unavailable");
+    expect(events).toHaveLength(1);
+  } finally {
+    WalFile.prototype.sync = real;
+    await f.done();
+  }
 });
