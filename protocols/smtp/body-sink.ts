@@ -93,6 +93,12 @@ export class BodySink implements ScanOutput {
         ...(chunk ? { chunk } : {}),
       });
       this.#uploadId = uploadId;
+      if (this.#aborted) {
+        // Aborted (the client hung up) while the upload was being opened: release it now,
+        // nobody else will.
+        this.#aborted = false;
+        await this.abort();
+      }
       return null;
     } catch (err) {
       this.log.warn("smtp.body_begin_failed", { error: err as Error });
@@ -153,7 +159,7 @@ export class BodySink implements ScanOutput {
       giveBackChunk(first);
       if (refused) return this.fail(refused);
     }
-    while (this.#ready.length > 0 && !this.failure) {
+    while (this.#ready.length > 0 && !this.failure && !this.#aborted) {
       const chunk = this.#ready.shift()!;
       try {
         await this.store.call("body.append", { uploadId: this.#uploadId!, chunk });
