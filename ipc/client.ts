@@ -182,8 +182,13 @@ class RingStoreClient implements AttachedStoreClient, Endpoint {
         case RESULT: {
           const p = this.#pending.get(id);
           if (!p) {
-            // Read anyway: names it defines are cited by later results (./compact.ts).
-            if (handle !== 0) decodeValue(this.#heap, handle, length, this.#received);
+            // Read anyway: names it defines are cited by later results (./compact.ts). A
+            // damaged block nobody waits for must not stop the rest of this drain.
+            try {
+              if (handle !== 0) decodeValue(this.#heap, handle, length, this.#received);
+            } catch (err) {
+              console.error("ipc: undecodable result for no pending call", err);
+            }
             break;
           }
           this.#pending.delete(id);

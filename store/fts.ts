@@ -65,8 +65,17 @@ export class FullTextIndexer {
     else this.#scheduleIdle();
   }
 
-  /** Index every pending body of a folder now (before a search of it), slice by slice. */
-  indexFolder(folderId: number): void {
+  /**
+   * Index every pending body of a folder (before a search of it), slice by slice, letting
+   * the store serve other calls between slices: a first search after a long backlog (or after
+   * the index was rebuilt) must not hold every protocol for its whole duration.
+   */
+  async indexFolder(folderId: number): Promise<void> {
+    while (this.indexSlice(folderId) > 0) await new Promise((r) => setImmediate(r));
+  }
+
+  /** The same without yielding: only for the few bodies that arrived during the last yield. */
+  indexFolderNow(folderId: number): void {
     while (this.indexSlice(folderId) > 0) { /* until none of the folder's is pending */ }
   }
 
@@ -93,17 +102,25 @@ export class FullTextIndexer {
         }
         n++;
         core.db.query("DELETE FROM fts_pending WHERE body_id = ?").run(id);
-        const body = getBody(core, id);
-        if (!body || core.indexBytes <= 0) {
-          continue; // gone, or indexing switched off
+        if (core.indexBytes <= 0) {
+          continue; // indexing switched off
         }
-        // Text parts usually come first; an attachment before them is skipped, not indexed,
-        // so the raw window is larger than the text budget (store.indexBytes).
-        const start = readBodyStart(core, body, core.indexBytes * RAW_WINDOW);
-        bytes += start.length;
-        const t = indexText(start, core.indexBytes);
-        core.db.query("INSERT INTO body_fts(rowid, headers, text) VALUES (?, ?, ?)")
-          .run(id, t.headers, t.text);
+        try {
+          const body = getBody(core, id);
+          if (!body) {
+            continue; // gone
+          }
+          // Text parts usually come first; an attachment before them is skipped, not indexed,
+          // so the raw window is larger than the text budget (store.indexBytes).
+          const start = readBodyStart(core, body, core.indexBytes * RAW_WINDOW);
+          bytes += start.length;
+          const t = indexText(start, core.indexBytes);
+          core.db.query("INSERT INTO body_fts(rowid, headers, text) VALUES (?, ?, ?)")
+            .run(id, t.headers, t.text);
+        } catch (err) {
+          // One body that cannot be read or indexed must not stall the index for all others.
+          core.log.warn("store.fts_body_skipped", { bodyId: id, error: err as Error });
+        }
       }
       return n;
     });

@@ -106,17 +106,45 @@ function decodeCharset(bytes: Uint8Array, charset: string | undefined): string {
 
 const ENTITIES: Record<string, string> = { amp: "&", lt: "<", gt: ">", quot: '"', nbsp: " " };
 
-/** The words of an HTML part: no scripts, styles, tags or comments; common entities decoded. */
+/**
+ * The words of an HTML part: no scripts, styles, tags or comments; common entities decoded.
+ * One forward pass (each search starts where the last ended), so hostile markup such as a
+ * long run of "<" or an unterminated comment costs linear time, never quadratic.
+ */
 export function htmlWords(html: string): string {
-  return html
-    .replace(/<(script|style)\b[\s\S]*?<\/\1\s*>/gi, " ")
-    .replace(/<!--[\s\S]*?-->/g, " ")
-    .replace(/<[^>]*>/g, " ")
-    .replace(/&(#x[0-9a-f]+|#[0-9]+|[a-z]+);/gi, (m, e: string) => {
-      if (e[0] === "#") {
-        const code = e[1] === "x" || e[1] === "X" ? parseInt(e.slice(2), 16) : parseInt(e.slice(1));
-        return code > 0 && code < 0x110000 ? String.fromCodePoint(code) : " ";
-      }
-      return ENTITIES[e.toLowerCase()] ?? m;
-    });
+  const low = html.toLowerCase();
+  let out = "";
+  let i = 0;
+  while (i < html.length) {
+    const lt = html.indexOf("<", i);
+    if (lt < 0) {
+      out += html.slice(i);
+      break;
+    }
+    out += html.slice(i, lt) + " ";
+    if (low.startsWith("<!--", lt)) {
+      const end = low.indexOf("-->", lt + 4);
+      if (end < 0) break; // an unterminated comment runs to the end
+      i = end + 3;
+      continue;
+    }
+    const gt = html.indexOf(">", lt + 1);
+    if (gt < 0) break; // an unterminated tag: nothing after it is text
+    const raw = /^<(script|style)\b/.exec(low.slice(lt, lt + 8));
+    if (raw) {
+      const close = low.indexOf(`</${raw[1]}`, gt + 1);
+      if (close < 0) break; // an unterminated script or style runs to the end
+      const closeEnd = html.indexOf(">", close);
+      i = closeEnd < 0 ? html.length : closeEnd + 1;
+      continue;
+    }
+    i = gt + 1;
+  }
+  return out.replace(/&(#x[0-9a-f]{1,6}|#[0-9]{1,7}|[a-z]{1,10});/gi, (m, e: string) => {
+    if (e[0] === "#") {
+      const code = e[1] === "x" || e[1] === "X" ? parseInt(e.slice(2), 16) : parseInt(e.slice(1));
+      return code > 0 && code < 0x110000 ? String.fromCodePoint(code) : " ";
+    }
+    return ENTITIES[e.toLowerCase()] ?? m;
+  });
 }

@@ -356,11 +356,13 @@ export function copyMessages(
   });
 }
 
-/** Full-text search (FTS5) within a folder: every word must appear. */
+/**
+ * Full-text search (FTS5) within a folder: every word must appear. The caller indexes the
+ * folder's pending bodies first (FullTextIndexer.indexFolder) so that nothing is missed.
+ */
 export function search(core: Core, folder: FolderRow, text: string): number[] {
   const words = String(text).match(/[\p{L}\p{N}_]+/gu) ?? [];
   if (words.length === 0) return [];
-  core.indexer.indexFolder(folder.id); // bodies delivered but not indexed yet are found too
   const query = words.slice(0, 32).map((w) => `"${w}"`).join(" AND ");
   return (core.db.query(
     `SELECT m.uid FROM messages m JOIN body_fts f ON f.rowid = m.body_id

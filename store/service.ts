@@ -127,8 +127,10 @@ export function createService(p: ServiceParts): StoreService {
     },
     "delivery.commitWhole": async (r, ctx) => {
       if (!(r.body instanceof Uint8Array)) throw new StoreError("invalid", "body must be bytes");
-      if (r.body.length > core.chunkBytes) {
-        throw new StoreError("invalid", "body is larger than one chunk: use an upload");
+      // A chunk or so: a reload that lowers ipc.chunkBytes under a session that measured
+      // against the old value must not turn a valid message into a permanent refusal.
+      if (r.body.length > 4 * core.chunkBytes) {
+        throw new StoreError("invalid", "body is far larger than one chunk: use an upload");
       }
       const { body, ...rest } = r;
       const uploadId = uploads.begin(ctx.peer, body.length);
@@ -285,8 +287,14 @@ export function createService(p: ServiceParts): StoreService {
       const to = requireFolder(core, userId, r.toFolder);
       return copyMessages(core, from, uidList(r.uids), to, Boolean(r.move));
     },
-    "message.search": (r) => {
-      const f = accessibleFolder(core, id(r.userId, "userId"), id(r.folderId, "folderId"), "r");
+    "message.search": async (r) => {
+      const userId = id(r.userId, "userId");
+      const folderId = id(r.folderId, "folderId");
+      // Bodies delivered but not indexed yet are found too: the folder's pending ones first
+      // (in slices, the store serving others in between), the last arrivals at once.
+      await core.indexer.indexFolder(accessibleFolder(core, userId, folderId, "r").id);
+      const f = accessibleFolder(core, userId, folderId, "r");
+      core.indexer.indexFolderNow(f.id);
       return search(core, f, String(r.text ?? ""));
     },
     "message.readMany": (r) => {

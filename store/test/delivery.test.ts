@@ -57,7 +57,7 @@ describe("delivery", () => {
     );
     expect(dec(bytes)).toBe("Return-Path: <s@remote.test>\r\n" + dec(body));
 
-    // Refusals: no recipients; larger than a chunk (that needs an upload). Neither leaves a
+    // Refusals: no recipients; far larger than a chunk (that needs an upload). Neither leaves a
     // reservation behind: the store verifies clean and the page file holds one body only.
     const none = await f.client.call("delivery.commitWhole", {
       body,
@@ -66,7 +66,7 @@ describe("delivery", () => {
     }).catch((e) => e);
     expect((none as StoreError).code).toBe("invalid");
     const big = await f.client.call("delivery.commitWhole", {
-      body: new Uint8Array(64 * 1024 + 1),
+      body: new Uint8Array(4 * 64 * 1024 + 1),
       sender: "s@remote.test",
       recipients: [{ address: "alice@example.com" }],
     }).catch((e) => e);

@@ -8,6 +8,7 @@ import { createDirectStoreClient } from "../../ipc/store-client.ts";
 import { eventually } from "../../tests/helpers.ts";
 import { DB_FILE } from "../core.ts";
 import { INDEX_BATCH } from "../fts.ts";
+import { decodeQuotedPrintable, htmlWords } from "../index-text.ts";
 import { openStore } from "../mod.ts";
 import { deliver, fixture, storeOptions, tempDir } from "./helpers.ts";
 
@@ -144,6 +145,27 @@ describe("full-text index behind the deliveries", () => {
     }
   });
 
+  test("a body that cannot be indexed is skipped; the others are indexed", async () => {
+    const f = fixture({ inlineBytes: 0 });
+    try {
+      await f.store.addUser("alice@example.com", "pw");
+      const { userId, folderId } = await inboxOf(f, "alice@example.com");
+      await deliver(f.client, message("Broken", "unreadable words"), ["alice@example.com"]);
+      await deliver(f.client, message("Fine", "readable words"), ["alice@example.com"]);
+      // Damage the first body's page list, as a bad disk or a bug might.
+      const db = new Database(join(f.dir, DB_FILE));
+      db.exec(
+        "UPDATE bodies SET extents = 'not a page list' WHERE id = (SELECT min(id) FROM bodies)",
+      );
+      db.close();
+      expect(await f.client.call("message.search", { userId, folderId, text: "readable" }))
+        .toEqual([2]);
+      expect((await f.client.call("store.stats", {})).indexPending).toBe(0);
+    } finally {
+      await f.done();
+    }
+  });
+
   test("an expunged message's pending body leaves the queue with it", async () => {
     const f = fixture();
     try {
@@ -196,5 +218,29 @@ describe("full-text index behind the deliveries", () => {
     } finally {
       t.cleanup();
     }
+  });
+});
+
+describe("index text helpers", () => {
+  test("htmlWords keeps the words and drops markup, even unterminated or hostile", () => {
+    expect(
+      htmlWords(
+        '<p class="x">Light<b>house</b> &amp; &#233;t&#xE9;</p><script>no()</script>' +
+          "<STYLE>p{}</style>end<!-- gone -->tail",
+      ).split(/\s+/).filter(Boolean),
+    ).toEqual(["Light", "house", "&", "été", "end", "tail"]);
+    expect(htmlWords("words <b unterminated and more").trim()).toBe("words");
+    expect(htmlWords("a <!-- never closed").trim()).toBe("a");
+    expect(htmlWords("b <script>never closed").trim()).toBe("b");
+    // Long runs of markup openers end (linear scan): nothing of them is a word.
+    expect(htmlWords("<".repeat(65536)).trim()).toBe("");
+    expect(htmlWords("<!--".repeat(16000)).trim()).toBe("");
+  });
+
+  test("quoted-printable: bytes, soft line breaks, stray '=' kept", () => {
+    const dec = (s: string) => new TextDecoder().decode(decodeQuotedPrintable(Buffer.from(s)));
+    expect(dec("caf=C3=A9 =3D ok")).toBe("café = ok");
+    expect(dec("Kai=\r\nmauer and=\nmore")).toBe("Kaimauer andmore");
+    expect(dec("50% =ZZ off=")).toBe("50% =ZZ off=");
   });
 });
