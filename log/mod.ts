@@ -73,7 +73,8 @@ export interface EventLogOptions {
 /**
  * The supervisor's sink: appends JSON lines to the event log file and echoes to stderr. Lines
  * are gathered and written once per event-loop turn (one open/append/close per batch rather
- * than per line: a busy server logs a line per message); `flush()` writes what is gathered.
+ * than per line: a busy server logs a line per message), errors at once (with what is
+ * gathered before them); `flush()` writes what is gathered.
  */
 export function eventLogSink(
   opts: EventLogOptions,
@@ -106,7 +107,9 @@ export function eventLogSink(
     if (opts.file) fileLines.push(line + "\n");
     if (opts.stderr === "json") stderrLines.push(line + "\n");
     else if (opts.stderr === "pretty") stderrLines.push(pretty(r) + "\n");
-    if (!scheduled) {
+    // An error may be the last thing this process says before it dies: out at once.
+    if (r.level === "error") flush();
+    else if (!scheduled) {
       scheduled = true;
       setImmediate(flush);
     }

@@ -133,20 +133,20 @@ export class QueueRunner {
         }
         for (const [hop, entries] of byHop) {
           if (this.stopped) break;
-          const { concurrency, connectionsPerHop, recipientsPerTransaction } = this.config().smtp
-            .queue;
+          const { concurrency, connectionsPerHop } = this.config().smtp.queue;
           const slots = Math.min(
             concurrency - this.active.size,
             hop === BOUNCE_ONLY ? 1 : connectionsPerHop - (this.hopTasks.get(hop) ?? 0),
           );
           if (slots <= 0) continue;
-          // Whole transactions dealt round-robin over the connections this hop may have.
-          const txs = transactions(entries, recipientsPerTransaction);
+          // Whole messages dealt round-robin over the connections this hop may have: all the
+          // transactions of one message go over one connection, so its failures make one DSN.
+          const messages = transactions(entries, Number.MAX_SAFE_INTEGER);
           const lanes = Array.from(
-            { length: Math.min(slots, txs.length) },
+            { length: Math.min(slots, messages.length) },
             () => [] as QueueEntry[],
           );
-          txs.forEach((tx, i) => lanes[i % lanes.length]!.push(...tx));
+          messages.forEach((m, i) => lanes[i % lanes.length]!.push(...m));
           for (const lane of lanes) this.launch(hop, lane);
         }
       } while (this.again && !this.stopped);
