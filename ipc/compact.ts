@@ -207,7 +207,8 @@ function putName(w: Writer, s: string): boolean {
 }
 
 function putString(w: Writer, s: string, tag: number, id = 0): boolean {
-  if (s.length > MAX_STRING_CHARS) return false;
+  // A lone surrogate would become U+FFFD in UTF-8; the JSON form keeps it: let JSON carry it.
+  if (s.length > MAX_STRING_CHARS || !s.isWellFormed()) return false;
   const head = tag === DEFINE ? 2 : 1;
   // UTF-8 takes at most 3 bytes per UTF-16 unit
   if (w.at + head + ((s.length * 3 + 3) >> 2) > MAX_WORDS) return false;
