@@ -19,6 +19,7 @@ import {
   compactWrite,
   type ReceivedNames,
   type SentNames,
+  setOwn,
   withdrawNames,
 } from "./compact.ts";
 
@@ -271,18 +272,6 @@ function placeAttachment(root: unknown, path: unknown[], bytes: Uint8Array): voi
     throw new StoreError("internal", "bad IPC attachment path");
   }
   setOwn(node as Record<string, unknown>, last as string, bytes);
-}
-
-/** `rec[k] = v`, except that "__proto__" names an own property as in JSON, not the prototype. */
-function setOwn(rec: Record<string, unknown>, k: string, v: unknown): void {
-  if (k === "__proto__") {
-    Object.defineProperty(rec, k, {
-      value: v,
-      enumerable: true,
-      writable: true,
-      configurable: true,
-    });
-  } else rec[k] = v;
 }
 
 function ownKey(node: object, k: unknown): boolean {

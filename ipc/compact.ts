@@ -316,20 +316,24 @@ function get(r: Reader, depth: number): unknown {
         if (kt !== STR && kt !== NAME && kt !== DEFINE) bad();
         const k = getString(r, kt, kw >>> TAG_BITS);
         const v = get(r, depth + 1);
-        // like JSON.parse: "__proto__" is an own property, never the prototype
-        if (k === "__proto__") {
-          Object.defineProperty(out, k, {
-            value: v,
-            enumerable: true,
-            writable: true,
-            configurable: true,
-          });
-        } else out[k] = v;
+        setOwn(out, k, v);
       }
       return out;
     }
   }
   return bad();
+}
+
+/** `rec[k] = v`, except that "__proto__" names an own property as in JSON, not the prototype. */
+export function setOwn(rec: Record<string, unknown>, k: string, v: unknown): void {
+  if (k === "__proto__") {
+    Object.defineProperty(rec, k, {
+      value: v,
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
+  } else rec[k] = v;
 }
 
 function getString(r: Reader, tag: number, operand: number): string {

@@ -49,7 +49,7 @@ export class FullTextIndexer {
     this.#waiting = this.pending();
     // The server picks up what a crash or a CLI left queued; a CLI never indexes in the
     // background (it indexes only what a search of its own needs).
-    if (this.#waiting > 0) this.#scheduleIdle();
+    if (this.#waiting > 0) this.#scheduleIdle(IDLE_MS);
   }
 
   /** Bodies not indexed yet (a query: exact). */
@@ -71,12 +71,9 @@ export class FullTextIndexer {
    * the index was rebuilt) must not hold every protocol for its whole duration.
    */
   async indexFolder(folderId: number): Promise<void> {
+    // The last slice finds nothing pending and the caller's query follows in the same turn
+    // (only microtasks between), so no delivery can slip in unindexed.
     while (this.indexSlice(folderId) > 0) await new Promise((r) => setImmediate(r));
-  }
-
-  /** The same without yielding: only for the few bodies that arrived during the last yield. */
-  indexFolderNow(folderId: number): void {
-    while (this.indexSlice(folderId) > 0) { /* until none of the folder's is pending */ }
   }
 
   /**
@@ -144,13 +141,18 @@ export class FullTextIndexer {
     });
   }
 
-  #scheduleIdle(): void {
-    if (this.#stopped || !this.core.owner) return;
-    if (this.#idle) clearTimeout(this.#idle);
+  /**
+   * Runs once no delivery has been queued for IDLE_MS, and not before `minMs`: one timer that
+   * re-arms itself while deliveries keep coming, not a new timer per delivery.
+   */
+  #scheduleIdle(minMs = 0): void {
+    if (this.#stopped || !this.core.owner || this.#idle) return;
+    const wait = Math.max(1, minMs, this.#lastQueued + IDLE_MS - performance.now());
     this.#idle = setTimeout(() => {
       this.#idle = null;
-      this.#run();
-    }, IDLE_MS);
+      if (performance.now() - this.#lastQueued < IDLE_MS) this.#scheduleIdle();
+      else this.#run();
+    }, wait);
     this.#idle.unref?.();
   }
 
@@ -162,7 +164,7 @@ export class FullTextIndexer {
     } catch (err) {
       // The index is a convenience, the mail is not at stake: log, and try again when idle.
       this.core.log.warn("store.fts_index_failed", { error: err as Error });
-      this.#scheduleIdle();
+      this.#scheduleIdle(IDLE_MS);
       return;
     }
     if (done === 0) return;

@@ -87,9 +87,7 @@ export function createService(p: ServiceParts): StoreService {
     try {
       uploads.append(uploadId, peer, chunk);
     } catch (err) {
-      try {
-        uploads.abort(uploadId, peer);
-      } catch { /* a failed page write aborted it already */ }
+      uploads.discard(uploadId, peer); // a failed page write may have aborted it already
       throw err;
     }
   };
@@ -138,10 +136,7 @@ export function createService(p: ServiceParts): StoreService {
       try {
         return await commitDelivery(core, uploads, committer, { ...rest, uploadId }, ctx.peer);
       } catch (err) {
-        // Refused before the committer took the upload: release it (else it is gone already).
-        try {
-          uploads.abort(uploadId, ctx.peer);
-        } catch { /* taken already */ }
+        uploads.discard(uploadId, ctx.peer); // refused before the committer took it
         throw err;
       }
     },
@@ -291,11 +286,9 @@ export function createService(p: ServiceParts): StoreService {
       const userId = id(r.userId, "userId");
       const folderId = id(r.folderId, "folderId");
       // Bodies delivered but not indexed yet are found too: the folder's pending ones first
-      // (in slices, the store serving others in between), the last arrivals at once.
+      // (in slices, the store serving others in between).
       await core.indexer.indexFolder(accessibleFolder(core, userId, folderId, "r").id);
-      const f = accessibleFolder(core, userId, folderId, "r");
-      core.indexer.indexFolderNow(f.id);
-      return search(core, f, String(r.text ?? ""));
+      return search(core, accessibleFolder(core, userId, folderId, "r"), String(r.text ?? ""));
     },
     "message.readMany": (r) => {
       if (!Array.isArray(r.messageIds) || r.messageIds.length > READ_MANY_MAX_IDS) {

@@ -151,6 +151,12 @@ export class Uploads {
     }
   }
 
+  /** Release an upload if it is still here (taken by a commit, or aborted: nothing to do). */
+  discard(id: number, peer: string): void {
+    const u = this.map.get(id);
+    if (u && u.peer === peer) this.abort(id, peer);
+  }
+
   abort(id: number, peer: string): void {
     const u = this.get(id, peer);
     this.map.delete(id);

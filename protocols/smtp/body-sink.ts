@@ -11,6 +11,7 @@
 import type { CallReq, CallRes } from "../../ipc/store-api.ts";
 import type { StoreClient } from "../../ipc/store-client.ts";
 import type { Logger } from "../../log/mod.ts";
+import { BufferPool } from "../wire/buffer-pool.ts";
 import { DataScanner, type ScanMode, type ScanOutput } from "./data-scanner.ts";
 import type { Reply } from "./reply.ts";
 import { replyForStoreError } from "./store-replies.ts";
@@ -26,19 +27,13 @@ export type CommitRequest = Omit<CallReq<"delivery.commit">, "uploadId">;
 
 /**
  * Chunk buffers of this worker, reused once the store call that carried one has settled (the
- * store copies what it is sent): a fresh 64 KiB buffer per message cost page faults.
+ * store copies what it is sent). One pool, for the current ipc.chunkBytes.
  */
-const spareChunks: Uint8Array[] = [];
-const MAX_SPARE_CHUNKS = 16;
+let chunks = new BufferPool(0, 16);
 
 function takeChunk(size: number): Uint8Array {
-  const spare = spareChunks.pop();
-  return spare && spare.length === size ? spare : new Uint8Array(size);
-}
-
-function giveBackChunk(chunk: Uint8Array): void {
-  const whole = new Uint8Array(chunk.buffer, 0, chunk.buffer.byteLength);
-  if (spareChunks.length < MAX_SPARE_CHUNKS && chunk.byteOffset === 0) spareChunks.push(whole);
+  if (chunks.size !== size) chunks = new BufferPool(size, 16);
+  return chunks.take();
 }
 
 export class BodySink implements ScanOutput {
@@ -156,7 +151,7 @@ export class BodySink implements ScanOutput {
     if (this.#ready.length > 0 && !this.failure && this.#uploadId === null) {
       const first = this.#ready.shift()!;
       const refused = await this.#open(first);
-      giveBackChunk(first);
+      chunks.give(first);
       if (refused) return this.fail(refused);
     }
     while (this.#ready.length > 0 && !this.failure && !this.#aborted) {
@@ -167,7 +162,7 @@ export class BodySink implements ScanOutput {
         this.log.warn("smtp.body_append_failed", { error: err as Error });
         this.fail(replyForStoreError(err));
       }
-      giveBackChunk(chunk);
+      chunks.give(chunk);
     }
   }
 
@@ -199,7 +194,7 @@ export class BodySink implements ScanOutput {
         try {
           res = await this.store.call("delivery.commitWhole", { ...req, body });
         } finally {
-          giveBackChunk(body);
+          chunks.give(body);
         }
       } else {
         if (this.#uploadId === null) throw new Error("commit before finish");
@@ -212,7 +207,7 @@ export class BodySink implements ScanOutput {
             ...(chunk ? { chunk } : {}),
           });
         } finally {
-          if (chunk) giveBackChunk(chunk);
+          if (chunk) chunks.give(chunk);
         }
       }
       this.#aborted = true; // committed: nothing left to abort

@@ -6,6 +6,7 @@ import type { Socket, TCPSocketListener, TCPSocketListenOptions } from "bun";
 import type { BoundListener, TlsMaterial } from "../engine.ts";
 import type { Logger } from "../../log/mod.ts";
 import { isLoopbackAddress } from "./auth-policy.ts";
+import { BufferPool } from "./buffer-pool.ts";
 import type { CloseReason, Connection, Session, SessionFactory, TlsInfo } from "./types.ts";
 
 export interface WireListenerConfig {
@@ -58,15 +59,7 @@ const CLOSE_FALLBACK_MS = 10_000;
 
 const encoder = new TextEncoder();
 
-const slabPool: Uint8Array[] = [];
-
-function takeSlab(): Uint8Array {
-  return slabPool.pop() ?? new Uint8Array(SLAB_BYTES);
-}
-
-function returnSlab(slab: Uint8Array): void {
-  if (slabPool.length < SLAB_POOL_MAX) slabPool.push(slab);
-}
+const slabs = new BufferPool(SLAB_BYTES, SLAB_POOL_MAX);
 
 /** Queued output: bytes[start, end) still to go; `slab` marks a pooled buffer we may append to. */
 interface OutSegment {
@@ -472,7 +465,7 @@ class WireConnection implements Connection {
   #tailSlab(): OutSegment {
     const tail = this.#out[this.#out.length - 1];
     if (tail?.slab && tail.end < tail.bytes.length) return tail;
-    const seg = { bytes: takeSlab(), start: 0, end: 0, slab: true };
+    const seg = { bytes: slabs.take(), start: 0, end: 0, slab: true };
     this.#out.push(seg);
     return seg;
   }
@@ -502,14 +495,14 @@ class WireConnection implements Connection {
       if (read < rest.length) {
         rest = rest.slice(read);
         // No room for even one more character: close this slab so the next loop takes a new one.
-        if (written === 0) this.#out.push({ bytes: takeSlab(), start: 0, end: 0, slab: true });
+        if (written === 0) this.#out.push({ bytes: slabs.take(), start: 0, end: 0, slab: true });
       } else rest = "";
     }
   }
 
   /** Forget unsent output (the connection is gone); its slabs go back to the pool. */
   #dropOutput(): void {
-    for (const seg of this.#out) if (seg.slab) returnSlab(seg.bytes);
+    for (const seg of this.#out) if (seg.slab) slabs.give(seg.bytes);
     this.#out = [];
     this.#outBytes = 0;
   }
@@ -538,7 +531,7 @@ class WireConnection implements Connection {
         break; // the kernel buffer is full: Bun calls drain() when it empties
       }
       this.#out.shift();
-      if (seg.slab) returnSlab(seg.bytes);
+      if (seg.slab) slabs.give(seg.bytes);
     }
     if (this.#outBytes <= this.#bufferBytes) {
       for (const w of this.#drainWaiters.splice(0)) w();
@@ -566,7 +559,7 @@ class WireConnection implements Connection {
       const seg = this.#out[i]!;
       if (!seg.slab || seg.end - seg.start >= SLAB_KEEP_BYTES) continue;
       const bytes = seg.bytes.slice(seg.start, seg.end);
-      returnSlab(seg.bytes);
+      slabs.give(seg.bytes);
       this.#out[i] = { bytes, start: 0, end: bytes.length, slab: false };
     }
   }
