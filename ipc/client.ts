@@ -36,12 +36,13 @@ import {
   viewBinding,
 } from "./binding.ts";
 import { CLIENT_SIDE, ownerOf, SERVER_SIDE, SharedHeap } from "./heap.ts";
-import { decodeBytes, decodeLeased, decodeValue, encodeValue } from "./codec.ts";
+import { decodeBytes, decodeInline, decodeLeased, decodeValue } from "./codec.ts";
 import { ReceivedNames, SentNames } from "./compact.ts";
 import { ringDoorbell } from "./doorbell.ts";
 import { type Endpoint, type Pump, pumpFor } from "./pump.ts";
 import { errorFromWire } from "./errors.ts";
 import { RingOutbox } from "./outbox.ts";
+import { INLINE } from "./ring.ts";
 
 export type AttachedStoreClient = StoreClient & {
   /** Closes the binding: pending calls reject, the store releases this peer's locks. */
@@ -89,8 +90,8 @@ class RingStoreClient implements AttachedStoreClient, Endpoint {
     this.#heap = new SharedHeap(desc.heap, desc.selfTag);
     this.#view = viewBinding(desc.binding, desc.ringSlots);
     this.#peerBell = new Int32Array(desc.peerBell);
-    this.#outbox = new RingOutbox(this.#view.requests, this.#peerBell);
     this.#own = ownerOf(desc.bindingId, CLIENT_SIDE);
+    this.#outbox = new RingOutbox(this.#view.requests, this.#peerBell, this.#heap, this.#own);
     this.#theirs = ownerOf(desc.bindingId, SERVER_SIDE);
     this.#window = desc.streamWindow;
     this.#pump = pumpFor(`${desc.managerId}:${desc.selfTag}`, desc.selfBell);
@@ -103,18 +104,17 @@ class RingStoreClient implements AttachedStoreClient, Endpoint {
 
   call<M extends CallName>(method: M, req: CallReq<M>): Promise<CallRes<M>> {
     if (this.#dead) return Promise.reject(this.#dead);
-    let handle: number;
-    let length: number;
+    const id = this.#newId();
     try {
-      ({ handle, length } = encodeValue(this.#heap, this.#own, [method, req], this.#sent));
+      this.#outbox.sendValue(CALL, id, [method, req], this.#sent);
     } catch (err) {
       return Promise.reject(err);
     }
-    const id = this.#newId();
     const lease = leaseMarkOf(req);
+    // The result cannot arrive before this executor runs: replies are read by the pump,
+    // never synchronously inside sendValue.
     return new Promise<CallRes<M>>((resolve, reject) => {
       this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject, lease });
-      this.send(CALL, id, handle, length);
       this.#pump.wake();
     });
   }
@@ -174,9 +174,16 @@ class RingStoreClient implements AttachedStoreClient, Endpoint {
     return n;
   }
 
-  #visit = (kind: number, id: number, handle: number, length: number): void => {
+  /** Reads an entry's value from its slot or its block. */
+  #decode(handle: number, length: number, at: number): unknown {
+    return handle === INLINE
+      ? decodeInline(this.#view.responses, at, length, this.#received)
+      : decodeValue(this.#heap, handle, length, this.#received);
+  }
+
+  #visit = (kind: number, id: number, handle: number, length: number, at: number): void => {
     // The block is the server's until we take it; failing means the manager already freed it.
-    if (handle !== 0 && !this.#heap.transfer(handle, this.#theirs, this.#own)) return;
+    if (handle > 0 && !this.#heap.transfer(handle, this.#theirs, this.#own)) return;
     try {
       switch (kind) {
         case RESULT: {
@@ -185,7 +192,7 @@ class RingStoreClient implements AttachedStoreClient, Endpoint {
             // Read anyway: names it defines are cited by later results (./compact.ts). A
             // damaged block nobody waits for must not stop the rest of this drain.
             try {
-              if (handle !== 0) decodeValue(this.#heap, handle, length, this.#received);
+              if (handle !== 0) this.#decode(handle, length, at);
             } catch (err) {
               console.error("ipc: undecodable result for no pending call", err);
             }
@@ -193,14 +200,14 @@ class RingStoreClient implements AttachedStoreClient, Endpoint {
           }
           this.#pending.delete(id);
           try {
-            if (p.lease && handle !== 0) {
+            if (p.lease && handle > 0) {
               const { value, leased } = decodeLeased(this.#heap, handle, length, this.#received);
               if (leased) {
                 p.lease.release = this.#leaseRelease(handle);
                 handle = 0; // the caller's now: not freed with this drain's batch
               }
               p.resolve(value);
-            } else p.resolve(decodeValue(this.#heap, handle, length, this.#received));
+            } else p.resolve(this.#decode(handle, length, at));
           } catch (err) {
             p.reject(err);
           }
@@ -237,12 +244,7 @@ class RingStoreClient implements AttachedStoreClient, Endpoint {
           this.#streams.delete(id);
           break;
         case EVENT: {
-          const [topic, event] = decodeValue(
-            this.#heap,
-            handle,
-            length,
-            this.#received,
-          ) as [string, unknown];
+          const [topic, event] = this.#decode(handle, length, at) as [string, unknown];
           for (const l of this.#listeners.get(topic) ?? []) {
             try {
               (l as (e: unknown) => void)(event);
@@ -252,7 +254,7 @@ class RingStoreClient implements AttachedStoreClient, Endpoint {
         }
       }
     } finally {
-      if (handle !== 0) this.#toFree.push(handle); // freed in one batch after the drain
+      if (handle > 0) this.#toFree.push(handle); // freed in one batch after the drain
     }
   };
 
@@ -287,9 +289,8 @@ class RingStoreClient implements AttachedStoreClient, Endpoint {
 
   openStream(s: ClientStream, method: string, req: unknown): void {
     if (this.#dead) throw this.#dead;
-    const { handle, length } = encodeValue(this.#heap, this.#own, [method, req], this.#sent);
+    this.#outbox.sendValue(STREAM_OPEN, s.id, [method, req], this.#sent);
     this.#streams.set(s.id, s);
-    this.send(STREAM_OPEN, s.id, handle, length);
     this.#pump.wake();
   }
 
@@ -319,8 +320,7 @@ class RingStoreClient implements AttachedStoreClient, Endpoint {
     }
     for (const [kind, topic] of changes) {
       try {
-        const { handle, length } = encodeValue(this.#heap, this.#own, topic);
-        this.send(kind, 0, handle, length);
+        this.#outbox.sendValue(kind, 0, topic);
         if (kind === SUBSCRIBE) this.#subscribed.add(topic);
         else this.#subscribed.delete(topic);
       } catch {
@@ -337,9 +337,9 @@ class RingStoreClient implements AttachedStoreClient, Endpoint {
     this.#streams.clear();
     // Our blocks that never reached the server: free them (the server may be taking one at
     // this instant; the owner check lets exactly one of us have it).
-    this.#outbox.discard((e) => e.handle !== 0 && this.#heap.free(e.handle, this.#own));
+    this.#outbox.discard((e) => e.handle > 0 && this.#heap.free(e.handle, this.#own));
     for (const e of this.#view.requests.unconsumed()) {
-      if (e.handle !== 0) this.#heap.free(e.handle, this.#own);
+      if (e.handle > 0) this.#heap.free(e.handle, this.#own);
     }
     this.#pump.remove(this);
   }

@@ -8,10 +8,13 @@
 // attachment the keys leading to it. Paths, not marker objects, because a marker key would
 // have to be one no caller uses (a control character, which sends JSON.stringify down its slow
 // escaping path: 0.5 µs of a 64 KiB call) and decoding would have to walk the whole value to
-// find them. Small results need no block at all (see INLINE_*).
+// find them. null, undefined and booleans need no block at all (see LENGTH_*), and a small compact value
+// may travel inside its ring slot (./ring.ts).
 import { StoreError } from "./store-api.ts";
 import type { SharedHeap } from "./heap.ts";
+import { INLINE, INLINE_BYTES, type Ring } from "./ring.ts";
 import {
+  type BlockMemory,
   COMPACT_TAG,
   compactBytes,
   compactDecode,
@@ -24,10 +27,10 @@ import {
 } from "./compact.ts";
 
 /** A value that fits in a ring slot's length word (handle 0). */
-const INLINE_NULL = 0;
-const INLINE_UNDEFINED = 1;
-const INLINE_TRUE = 2;
-const INLINE_FALSE = 3;
+const LENGTH_NULL = 0;
+const LENGTH_UNDEFINED = 1;
+const LENGTH_TRUE = 2;
+const LENGTH_FALSE = 3;
 
 const MAX_DEPTH = 64;
 
@@ -43,21 +46,32 @@ function align8(n: number): number {
 /**
  * Copies `value` into a new heap block owned by `owner`; throws StoreError("busy") if full.
  * Small values take the compact form (./compact.ts), which with `names` (this binding
- * direction's table) sends methods and keys by number; the rest take the JSON form.
+ * direction's table) sends methods and keys by number; the rest take the JSON form. With
+ * `ring`, a compact form that fits is written into the ring's next slot instead (handle
+ * INLINE), which the caller must push at once. The slot is claimed only after encoding, so a
+ * getter inside `value` that sends something itself cannot take it from under us.
  */
 export function encodeValue(
   heap: SharedHeap,
   owner: number,
   value: unknown,
   names?: SentNames,
+  ring?: Ring,
 ): Encoded {
-  if (value === null) return { handle: 0, length: INLINE_NULL };
-  if (value === undefined) return { handle: 0, length: INLINE_UNDEFINED };
-  if (value === true) return { handle: 0, length: INLINE_TRUE };
-  if (value === false) return { handle: 0, length: INLINE_FALSE };
+  if (value === null) return { handle: 0, length: LENGTH_NULL };
+  if (value === undefined) return { handle: 0, length: LENGTH_UNDEFINED };
+  if (value === true) return { handle: 0, length: LENGTH_TRUE };
+  if (value === false) return { handle: 0, length: LENGTH_FALSE };
   const compact = compactEncode(value, names);
   if (compact !== null) {
     const total = compactBytes(compact);
+    if (ring !== undefined && total <= INLINE_BYTES) {
+      const at = ring.claim();
+      if (at >= 0) {
+        compactWrite(ring, at, compact);
+        return { handle: INLINE, length: total };
+      }
+    }
     const handle = total > heap.maxBlockBytes ? 0 : heap.alloc(total, owner);
     if (handle === 0) {
       withdrawNames(compact);
@@ -124,6 +138,20 @@ export function decodeValue(
   return decode(heap, handle, length, false, names).value;
 }
 
+/** Reads a value written into a ring slot (`at`: the payload's byte offset in `mem`). Its
+ * attachments are always private copies: the slot is reused once the drain ends. */
+export function decodeInline(
+  mem: BlockMemory,
+  at: number,
+  length: number,
+  names?: ReceivedNames,
+): unknown {
+  if (length < 8 || length > INLINE_BYTES || (mem.u32[at >> 2]! & COMPACT_TAG) === 0) {
+    throw new StoreError("internal", "bad IPC slot");
+  }
+  return compactDecode(mem, at, length, false, names).value;
+}
+
 export function decodeLeased(
   heap: SharedHeap,
   handle: number,
@@ -142,13 +170,13 @@ function decode(
 ): { value: unknown; leased: boolean } {
   if (handle === 0) {
     switch (length) {
-      case INLINE_NULL:
+      case LENGTH_NULL:
         return { value: null, leased: false };
-      case INLINE_UNDEFINED:
+      case LENGTH_UNDEFINED:
         return { value: undefined, leased: false };
-      case INLINE_TRUE:
+      case LENGTH_TRUE:
         return { value: true, leased: false };
-      case INLINE_FALSE:
+      case LENGTH_FALSE:
         return { value: false, leased: false };
     }
     throw new StoreError("internal", `bad inline value ${length}`);

@@ -3,17 +3,37 @@
 // drains. Both ends of a binding send this way: the client its requests, the server its replies.
 import { ringDoorbell } from "./doorbell.ts";
 import type { Ring, RingEntry } from "./ring.ts";
+import { encodeValue } from "./codec.ts";
+import type { SharedHeap } from "./heap.ts";
+import type { SentNames } from "./compact.ts";
 
 export class RingOutbox {
   #waiting: RingEntry[] = [];
   /** Index of the first entry still waiting (a head index: no O(n) shift per entry). */
   #head = 0;
 
-  constructor(private readonly ring: Ring, private readonly peerBell: Int32Array) {}
+  constructor(
+    private readonly ring: Ring,
+    private readonly peerBell: Int32Array,
+    private readonly heap: SharedHeap,
+    /** Owner word of the heap blocks this side allocates. */
+    private readonly owner: number,
+  ) {}
 
   /** Entries waiting for ring space. */
   get length(): number {
     return this.#waiting.length - this.#head;
+  }
+
+  /**
+   * Encodes `value` and sends it as one entry: inside the next ring slot when the ring has
+   * room and the value fits, else in a heap block (throws StoreError "busy" if the heap is
+   * full). Only an entry pushed at once may be inline: a waiting one has no slot to live in.
+   */
+  sendValue(kind: number, id: number, value: unknown, names?: SentNames): void {
+    const inline = this.length === 0 ? this.ring : undefined;
+    const enc = encodeValue(this.heap, this.owner, value, names, inline);
+    this.send(kind, id, enc.handle, enc.length);
   }
 
   send(kind: number, id: number, handle: number, length: number): void {
@@ -47,7 +67,8 @@ export class RingOutbox {
     if (pushed > 0) ringDoorbell(this.peerBell);
   }
 
-  /** Empties the outbox, handing back each waiting entry (to free its heap block). */
+  /** Empties the outbox, handing back each waiting entry (to free its heap block; a waiting
+   * entry is never inline). */
   discard(each: (e: RingEntry) => void): void {
     for (let i = this.#head; i < this.#waiting.length; i++) each(this.#waiting[i]!);
     this.#waiting = [];

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { Ring, ringBytes, ringSlotsFor } from "./ring.ts";
+import { INLINE, INLINE_BYTES, Ring, ringBytes, ringSlotsFor } from "./ring.ts";
 
 function collect(ring: Ring): number[][] {
   const out: number[][] = [];
@@ -53,6 +53,35 @@ describe("ring", () => {
     expect(ring.takeSpaceWanted()).toBe(true);
     expect(ring.takeSpaceWanted()).toBe(false);
     expect(ring.unconsumed().map((e) => e.id)).toEqual([1, 2]);
+  });
+
+  test("an inline payload travels in its slot, across wrap-around; a full ring claims nothing", () => {
+    const ring = new Ring(new SharedArrayBuffer(ringBytes(4)), 0, 4);
+    const got: string[] = [];
+    for (let i = 0; i < 11; i++) {
+      const at = ring.claim();
+      expect(at).toBeGreaterThan(0);
+      const text = `entry ${i} `.repeat(i + 1).slice(0, INLINE_BYTES);
+      const n = ring.buf.write(text, at, "utf8");
+      expect(ring.push(7, i, INLINE, n)).toBe(true);
+      if (i % 3 === 2) {
+        ring.drain((_k, id, h, len, payloadAt) => {
+          expect(h).toBe(INLINE);
+          got.push(`${id}:${ring.buf.toString("utf8", payloadAt, payloadAt + len)}`);
+        });
+      }
+    }
+    ring.drain((_k, id, _h, len, payloadAt) => {
+      got.push(`${id}:${ring.buf.toString("utf8", payloadAt, payloadAt + len)}`);
+    });
+    expect(got).toEqual(
+      Array.from(
+        { length: 11 },
+        (_, i) => `${i}:${`entry ${i} `.repeat(i + 1).slice(0, INLINE_BYTES)}`,
+      ),
+    );
+    for (let i = 0; i < 4; i++) ring.push(1, i, 0, 0);
+    expect(ring.claim()).toBe(-1);
   });
 
   test("slot counts round up to a power of two", () => {

@@ -26,12 +26,13 @@ import {
   viewBinding,
 } from "./binding.ts";
 import { CLIENT_SIDE, ownerOf, SERVER_SIDE, SharedHeap } from "./heap.ts";
-import { decodeLeased, decodeValue, encodeBytes, encodeValue } from "./codec.ts";
+import { decodeInline, decodeLeased, decodeValue, encodeBytes } from "./codec.ts";
 import { errorToWire } from "./errors.ts";
 import { ReceivedNames, SentNames } from "./compact.ts";
 import { ringDoorbell } from "./doorbell.ts";
 import { type Endpoint, type Pump, pumpFor } from "./pump.ts";
 import { RingOutbox } from "./outbox.ts";
+import { INLINE } from "./ring.ts";
 
 export interface ServedBindingHandle {
   /** Closes this binding: the client's pending calls reject, peerGone(peer) runs. */
@@ -87,6 +88,8 @@ const RESULT_PAUSE_MAX_MS = 50;
 const CHUNK_ALLOC_TRIES = 200;
 const CHUNK_ALLOC_PAUSE_MS = 5;
 
+const nothing = () => {};
+
 class ServedBinding implements Endpoint {
   readonly topics = new Set<string>();
   readonly #service: StoreService;
@@ -122,8 +125,8 @@ class ServedBinding implements Endpoint {
     this.#heap = new SharedHeap(desc.heap, desc.selfTag);
     this.#view = viewBinding(desc.binding, desc.ringSlots);
     this.#peerBell = new Int32Array(desc.peerBell);
-    this.#backlog = new RingOutbox(this.#view.responses, this.#peerBell);
     this.#own = ownerOf(desc.bindingId, SERVER_SIDE);
+    this.#backlog = new RingOutbox(this.#view.responses, this.#peerBell, this.#heap, this.#own);
     this.#theirs = ownerOf(desc.bindingId, CLIENT_SIDE);
     this.#ctx = { peer: desc.peer };
     this.#chunkBytes = desc.chunkBytes;
@@ -169,13 +172,15 @@ class ServedBinding implements Endpoint {
     return n;
   }
 
-  #visit = (kind: number, id: number, handle: number, length: number): void => {
-    if (handle !== 0 && !this.#heap.transfer(handle, this.#theirs, this.#own)) return;
+  #visit = (kind: number, id: number, handle: number, length: number, at: number): void => {
+    if (handle > 0 && !this.#heap.transfer(handle, this.#theirs, this.#own)) return;
     let payload: unknown;
     let leased = false;
     try {
       if (handle === 0) payload = null;
-      else if (kind === CALL) {
+      else if (handle === INLINE) {
+        payload = decodeInline(this.#view.requests, at, length, this.#received);
+      } else if (kind === CALL) {
         ({ value: payload, leased } = decodeLeased(this.#heap, handle, length, this.#received));
       } else payload = decodeValue(this.#heap, handle, length, this.#received);
     } catch (err) {
@@ -183,7 +188,7 @@ class ServedBinding implements Endpoint {
       leased = false;
       return;
     } finally {
-      if (handle !== 0 && !leased) this.#release(handle);
+      if (handle > 0 && !leased) this.#release(handle);
     }
     switch (kind) {
       case CALL:
@@ -222,9 +227,7 @@ class ServedBinding implements Endpoint {
    * (`leasedBlock`, zero-copy), which stays allocated until the handler settles.
    */
   #call(id: number, payload: unknown, leasedBlock: number): void {
-    const release = () => {
-      if (leasedBlock !== 0) this.#release(leasedBlock);
-    };
+    const release = leasedBlock === 0 ? nothing : () => this.#release(leasedBlock);
     const [method, req] = Array.isArray(payload) ? payload : [];
     const handler = typeof method === "string"
       ? (this.#service.calls as Record<string, unknown>)[method]
@@ -245,15 +248,13 @@ class ServedBinding implements Endpoint {
     if (result && typeof (result as Promise<unknown>).then === "function") {
       (result as Promise<unknown>).then(
         // The result may hold views into the leased block: release only once it is encoded.
-        (value) => void this.#sendResult(id, value).finally(release),
+        (value) => this.#sendResult(id, value, release),
         (err) => {
           release();
           this.#sendError(id, err);
         },
       );
-    } else {
-      void this.#sendResult(id, result).finally(release);
-    }
+    } else this.#sendResult(id, result, release);
   }
 
   async #stream(id: number, payload: unknown): Promise<void> {
@@ -340,14 +341,11 @@ class ServedBinding implements Endpoint {
       this.#hub.dropped++;
       return;
     }
-    let enc;
     try {
-      enc = encodeValue(this.#heap, this.#own, [topic, event], this.#sent);
+      this.#backlog.sendValue(EVENT, 0, [topic, event], this.#sent);
     } catch {
       this.#hub.dropped++;
-      return;
     }
-    this.#send(EVENT, 0, enc.handle, enc.length);
   }
 
   /**
@@ -355,22 +353,21 @@ class ServedBinding implements Endpoint {
    * are done. A full heap must not turn that into an error reply, or the client would retry
    * work that already happened (a duplicate delivery). So the result waits for heap space,
    * with a pause that grows, for as long as the binding lives; other calls finishing free it.
+   * `done` runs once the result is encoded (or will never be).
    */
-  async #sendResult(id: number, value: unknown): Promise<void> {
-    for (let pause = 1;; pause = Math.min(pause * 2, RESULT_PAUSE_MAX_MS)) {
-      if (this.#closed) return;
-      try {
-        const enc = encodeValue(this.#heap, this.#own, value, this.#sent);
-        this.#send(RESULT, id, enc.handle, enc.length);
+  #sendResult(id: number, value: unknown, done: () => void, pause = 0): void {
+    if (this.#closed) return done();
+    try {
+      this.#backlog.sendValue(RESULT, id, value, this.#sent);
+    } catch (err) {
+      if (err instanceof StoreError && err.code === "busy") {
+        const next = Math.min(Math.max(1, pause * 2), RESULT_PAUSE_MAX_MS);
+        setTimeout(() => this.#sendResult(id, value, done, next), next);
         return;
-      } catch (err) {
-        if (!(err instanceof StoreError) || err.code !== "busy") {
-          this.#sendError(id, err); // not encodable at all: say so
-          return;
-        }
       }
-      await new Promise((r) => setTimeout(r, pause));
+      this.#sendError(id, err); // not encodable at all: say so
     }
+    done();
   }
 
   #sendError(id: number, err: unknown): void {

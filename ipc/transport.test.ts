@@ -4,6 +4,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { type AttachedStoreClient, attachStoreClient, QueueManager, serveStore } from "./mod.ts";
 import { StoreError } from "./store-api.ts";
 import { createTestService, patternBlock } from "./fixtures/test-service.ts";
+import { INLINE_BYTES } from "./ring.ts";
 
 const opened: { close(): void }[] = [];
 afterEach(() => {
@@ -231,13 +232,34 @@ describe("ring transport, one thread", () => {
     const store = connect("smtp-1");
     const hog: number[] = [];
     for (let h = qm.heap.alloc(4096, 0); h !== 0; h = qm.heap.alloc(4096, 0)) hog.push(h);
-    const err = await rejection(store.call("account.get", { address: "a@example.com" }));
+    // too big for a ring slot: it needs a heap block
+    const long = `${"a".repeat(INLINE_BYTES)}@example.com`;
+    const err = await rejection(store.call("account.get", { address: long }));
     expect(err.code).toBe("busy");
     expect(err.temporary).toBe(true);
-    for (const h of hog) qm.heap.free(h);
+    // a small call travels inside its ring slot, both ways: the full heap does not stop it
     expect((await store.call("account.get", { address: "a@example.com" }))?.address).toBe(
       "a@example.com",
     );
+    for (const h of hog) qm.heap.free(h);
+    expect((await store.call("account.get", { address: long }))?.address).toBe(long);
+    expect(qm.heap.usedBytes).toBe(0);
+  });
+
+  test("names defined in a ring slot are cited from heap blocks and back, both ways", async () => {
+    const { connect, service } = setup();
+    (service.calls as Record<string, unknown>)["account.get"] = (req: { address: string }) => ({
+      address: req.address,
+      displayName: req.address.startsWith("big") ? "x".repeat(INLINE_BYTES) : "small",
+    });
+    const store = connect("smtp-3");
+    for (
+      const who of ["a@x", `big${"b".repeat(INLINE_BYTES)}@x`, "c@x", `big${"d".repeat(300)}@x`]
+    ) {
+      const res = await store.call("account.get", { address: who });
+      expect(res?.address).toBe(who);
+      expect(res?.displayName).toBe(who.startsWith("big") ? "x".repeat(INLINE_BYTES) : "small");
+    }
   });
 
   test("a result that finds the heap full waits for space: work done is never reported failed", async () => {

@@ -4,6 +4,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { attachStoreClient, QueueManager } from "./mod.ts";
 import type { StoreError } from "./store-api.ts";
 import { patternBlock } from "./fixtures/test-service.ts";
+import { INLINE_BYTES } from "./ring.ts";
 
 const workers: Worker[] = [];
 afterAll(() => {
@@ -128,8 +129,9 @@ describe("ring transport across workers", () => {
     const locked = next(engine, "locked");
     engine.postMessage({ type: "die-holding-lock" });
     await locked;
-    // while the dead-to-be holds the lock, callers get "busy", never a hang
-    const busy = await main.call("domain.isLocal", { domain: "x" }).catch((e: StoreError) => e);
+    // while the dead-to-be holds the lock, a call needing a heap block gets "busy", never a hang
+    const busy = await main.call("domain.isLocal", { domain: "x".repeat(INLINE_BYTES) })
+      .catch((e: StoreError) => e);
     expect((busy as StoreError).code).toBe("busy");
     const exited = closed(engine);
     engine.terminate();
