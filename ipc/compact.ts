@@ -39,6 +39,7 @@ const DEFINE = 8; // operand: id; then like STR: a name, and its id from now on
 const BYTES = 9; // operand: byte count of the next attachment
 const RECORD = 10; // operand: field count; then (name, value) pairs
 const ARRAY = 11; // operand: item count; then the items
+const ASCII = 12; // like STR, but every byte is below 0x80: read back as Latin-1, twice as fast
 const TAG_BITS = 4;
 const TAG_MASK = 0xf;
 /** Counts and ids must fit the operand; the heap's largest block is far below this. */
@@ -118,8 +119,11 @@ export function compactBytes(c: Compact): number {
 /** Copies an encoded stream and its attachments into the block at byte `base`. */
 export function compactWrite(mem: BlockMemory, base: number, c: Compact): void {
   const w = base >> 2;
-  mem.u32[w] = COMPACT_TAG | c.words;
-  mem.u32.set(scratch.subarray(0, c.words), w + 1);
+  const u32 = mem.u32;
+  u32[w] = COMPACT_TAG | c.words;
+  // A short stream is copied word by word: a subarray view costs more than the copy.
+  if (c.words <= 32) { for (let i = 0; i < c.words; i++) u32[w + 1 + i] = scratch[i]!; }
+  else u32.set(scratch.subarray(0, c.words), w + 1);
   let at = base + align8(4 + 4 * c.words);
   for (const a of c.attachments) {
     mem.bytes.set(a, at);
@@ -223,7 +227,7 @@ function putString(w: Writer, s: string, tag: number, id = 0): boolean {
   if (tag === DEFINE) {
     scratch[w.at] = DEFINE | (id << TAG_BITS);
     scratch[w.at + 1] = STR | (n << TAG_BITS);
-  } else scratch[w.at] = STR | (n << TAG_BITS);
+  } else scratch[w.at] = (n === s.length ? ASCII : STR) | (n << TAG_BITS); // one byte a unit
   w.at += head + ((n + 3) >> 2);
   return true;
 }
@@ -294,6 +298,7 @@ function get(r: Reader, depth: number): unknown {
     case STR:
     case NAME:
     case DEFINE:
+    case ASCII:
       return getString(r, tag, operand);
     case BYTES: {
       const n = operand;
@@ -320,7 +325,7 @@ function get(r: Reader, depth: number): unknown {
       for (let i = 0; i < n; i++) {
         const kw = word(r);
         const kt = kw & TAG_MASK;
-        if (kt !== STR && kt !== NAME && kt !== DEFINE) bad();
+        if (kt !== STR && kt !== ASCII && kt !== NAME && kt !== DEFINE) bad();
         const k = getString(r, kt, kw >>> TAG_BITS);
         const v = get(r, depth + 1);
         setOwn(out, k, v);
@@ -360,7 +365,7 @@ function getString(r: Reader, tag: number, operand: number): string {
   const nWords = (n + 3) >> 2;
   if (nWords > r.end - r.at) bad();
   r.at += nWords;
-  const s = r.mem.buf.toString("utf8", start, start + n);
+  const s = r.mem.buf.toString(tag === ASCII ? "latin1" : "utf8", start, start + n);
   if (tag === DEFINE) {
     const names = r.names;
     if (!names || id > names.names.length) {
