@@ -191,9 +191,14 @@ function decode(
   const count = u32[w + 1]!;
   const headerBytes = 8 + 4 * count;
   if (headerBytes + jsonBytes > length) throw new StoreError("internal", "bad IPC block");
-  const parsed: unknown = JSON.parse(
-    heap.buf.toString("utf8", base + headerBytes, base + headerBytes + jsonBytes),
-  );
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(
+      heap.buf.toString("utf8", base + headerBytes, base + headerBytes + jsonBytes),
+    );
+  } catch {
+    throw new StoreError("internal", "bad IPC block");
+  }
   if (count === 0) return { value: parsed, leased: false };
   if (!Array.isArray(parsed) || parsed.length !== 2 || !Array.isArray(parsed[1])) {
     throw new StoreError("internal", "bad IPC block");
