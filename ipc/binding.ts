@@ -33,6 +33,8 @@ export interface BindingDescriptor {
   ringSlots: number;
   chunkBytes: number;
   streamWindow: number;
+  /** Client side: how long a call may wait for its answer (ms). */
+  callTimeoutMs: number;
 }
 
 export function createBindingBuffer(ringSlots: number): SharedArrayBuffer {

@@ -64,7 +64,13 @@ interface Pending {
   reject(err: unknown): void;
   /** callLeased: the result's bytes stay in its block until the caller releases it. */
   lease?: LeaseMark | null;
+  /** The deadline clock's tick when the wait began (see #sweep). */
+  born: number;
 }
+
+/** Ticks of the deadline clock per call timeout: a call fails between 7/8 and 8/8 of
+ * ipc.callTimeoutMs late, and no call reads the time. */
+const TIMEOUT_TICKS = 8;
 
 class RingStoreClient implements AttachedStoreClient, Endpoint {
   readonly #heap: SharedHeap;
@@ -85,6 +91,10 @@ class RingStoreClient implements AttachedStoreClient, Endpoint {
   readonly #received = new ReceivedNames();
   #nextId = 1;
   #dead: StoreError | null = null;
+  readonly #timeoutMs: number;
+  /** The deadline clock: advanced by the sweeper, which runs only while something waits. */
+  #tick = 0;
+  #sweeper: ReturnType<typeof setInterval> | null = null;
 
   constructor(desc: BindingDescriptor) {
     this.#heap = new SharedHeap(desc.heap, desc.selfTag);
@@ -94,6 +104,7 @@ class RingStoreClient implements AttachedStoreClient, Endpoint {
     this.#outbox = new RingOutbox(this.#view.requests, this.#peerBell, this.#heap, this.#own);
     this.#theirs = ownerOf(desc.bindingId, SERVER_SIDE);
     this.#window = desc.streamWindow;
+    this.#timeoutMs = desc.callTimeoutMs;
     this.#pump = pumpFor(`${desc.managerId}:${desc.selfTag}`, desc.selfBell);
     this.#pump.add(this);
   }
@@ -114,9 +125,52 @@ class RingStoreClient implements AttachedStoreClient, Endpoint {
     // The result cannot arrive before this executor runs: replies are read by the pump,
     // never synchronously inside sendValue.
     return new Promise<CallRes<M>>((resolve, reject) => {
-      this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject, lease });
+      const born = this.#tick;
+      this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject, lease, born });
       this.#pump.wake();
+      this.armDeadlines();
     });
+  }
+
+  /** The deadline clock's tick now, for a wait that begins. */
+  get tick(): number {
+    return this.#tick;
+  }
+
+  /** Starts the sweeper if it is not running (a call or a stream wait began). */
+  armDeadlines(): void {
+    if (this.#sweeper !== null || this.#dead) return;
+    this.#sweeper = setInterval(this.#sweep, Math.max(1, this.#timeoutMs / TIMEOUT_TICKS));
+    // The pump holds the thread while calls are pending; this timer must not on its own.
+    (this.#sweeper as { unref?: () => void }).unref?.();
+  }
+
+  /**
+   * Fails every call (and stream wait) older than ipc.callTimeoutMs with "unavailable": a
+   * handler that never settles costs its caller a temporary error, not a session hung for
+   * good. An answer that comes later is read and dropped like any answer nobody waits for.
+   */
+  #sweep = (): void => {
+    const expired = ++this.#tick - TIMEOUT_TICKS;
+    const late = () =>
+      new StoreError("unavailable", `the store did not answer within ${this.#timeoutMs} ms`);
+    for (const [id, p] of this.#pending) {
+      if (p.born > expired) break; // a Map keeps call order, so the rest are younger
+      this.#pending.delete(id);
+      p.reject(late());
+    }
+    for (const s of [...this.#streams.values()]) {
+      if (s.waitingSince(expired)) {
+        s.fail(late());
+        this.cancel(s.id);
+      }
+    }
+    if (this.#pending.size === 0 && this.#streams.size === 0) this.#stopSweeper();
+  };
+
+  #stopSweeper(): void {
+    if (this.#sweeper !== null) clearInterval(this.#sweeper);
+    this.#sweeper = null;
   }
 
   stream<M extends StreamName>(method: M, req: StreamReq<M>): AsyncIterable<Uint8Array> {
@@ -292,6 +346,7 @@ class RingStoreClient implements AttachedStoreClient, Endpoint {
     this.#outbox.sendValue(STREAM_OPEN, s.id, [method, req], this.#sent);
     this.#streams.set(s.id, s);
     this.#pump.wake();
+    this.armDeadlines();
   }
 
   get window(): number {
@@ -331,6 +386,7 @@ class RingStoreClient implements AttachedStoreClient, Endpoint {
 
   #teardown(reason: StoreError): void {
     this.#dead = reason;
+    this.#stopSweeper();
     for (const p of this.#pending.values()) p.reject(reason);
     this.#pending.clear();
     for (const s of this.#streams.values()) s.fail(reason);
@@ -380,8 +436,14 @@ class ClientStream implements AsyncIterator<Uint8Array> {
     if (this.#error) return Promise.reject(this.#error);
     if (this.#done) return Promise.resolve({ done: true, value: undefined });
     return new Promise((resolve, reject) => {
-      this.#waiter = { resolve: resolve as (v: unknown) => void, reject };
+      this.#waiter = { resolve: resolve as (v: unknown) => void, reject, born: this.#client.tick };
+      this.#client.armDeadlines();
     });
+  }
+
+  /** Whether a next() has waited since tick `tick` or earlier. */
+  waitingSince(tick: number): boolean {
+    return this.#waiter !== null && this.#waiter.born <= tick;
   }
 
   return(): Promise<IteratorResult<Uint8Array>> {

@@ -30,6 +30,8 @@ export interface QueueManagerOptions {
   chunkBytes: number;
   /** Stream chunks in flight per stream (credit window); default 8. */
   streamWindowChunks?: number;
+  /** A call not answered in this time rejects with "unavailable"; default 120 s. */
+  callTimeoutMs?: number;
 }
 
 export interface QueueManagerStats {
@@ -69,6 +71,7 @@ export class QueueManager {
   readonly #ringSlots: number;
   readonly #chunkBytes: number;
   readonly #window: number;
+  readonly #callTimeoutMs: number;
   readonly #workers = new Map<string, WorkerEntry>();
   readonly #bindings = new Map<number, BindingEntry>();
   #nextTag = MANAGER_TAG + 1;
@@ -86,6 +89,7 @@ export class QueueManager {
     this.#ringSlots = ringSlotsFor(options.ringSlots);
     this.#chunkBytes = options.chunkBytes;
     this.#window = Math.max(1, options.streamWindowChunks ?? 8);
+    this.#callTimeoutMs = Math.max(1, options.callTimeoutMs ?? 120_000);
   }
 
   /** This thread's view of the heap (tests, diagnostics). */
@@ -126,6 +130,7 @@ export class QueueManager {
       ringSlots: this.#ringSlots,
       chunkBytes: this.#chunkBytes,
       streamWindow: this.#window,
+      callTimeoutMs: this.#callTimeoutMs,
     };
     return {
       bindingId: id,

@@ -12,13 +12,16 @@ afterEach(() => {
 });
 
 function setup(
-  opts: Partial<{ ringSlots: number; heapBytes: number; chunkBytes: number; window: number }> = {},
+  opts: Partial<
+    { ringSlots: number; heapBytes: number; chunkBytes: number; window: number; timeout: number }
+  > = {},
 ) {
   const qm = new QueueManager({
     heapBytes: opts.heapBytes ?? 4 << 20,
     ringSlots: opts.ringSlots ?? 64,
     chunkBytes: opts.chunkBytes ?? 16 * 1024,
     streamWindowChunks: opts.window ?? 4,
+    callTimeoutMs: opts.timeout,
   });
   const t = createTestService();
   const connect = (clientId: string): AttachedStoreClient => {
@@ -281,6 +284,37 @@ describe("ring transport, one thread", () => {
     const res = await store.call("account.get", { address: "a@example.com" });
     expect(res?.address).toBe("a@example.com");
     expect(handled).toBe(1);
+  });
+
+  test("a call the store never answers fails 'unavailable' after ipc.callTimeoutMs; so does a stalled stream", async () => {
+    const { connect, service } = setup({ timeout: 200 });
+    const calls = service.calls as Record<string, unknown>;
+    const streams = service.streams as Record<string, unknown>;
+    let answer: (v: unknown) => void = () => {};
+    calls["account.get"] = () => new Promise((resolve) => answer = resolve); // wedged
+    streams["queue.read"] = async function* () {
+      yield new Uint8Array([1, 2, 3]);
+      await new Promise(() => {}); // a producer that stalls for ever
+    };
+    const store = connect("smtp-4");
+    const err = await rejection(store.call("account.get", { address: "a@example.com" }));
+    expect(err.code).toBe("unavailable");
+    expect(err.temporary).toBe(true);
+    // the late answer is dropped; the binding goes on working
+    answer({ address: "late@example.com" });
+    expect(await store.call("domain.isLocal", { domain: "example.com" })).toBe(true);
+    const chunks: number[] = [];
+    const streamErr = await (async () => {
+      try {
+        for await (const c of store.stream("queue.read", { queueId: 1 })) chunks.push(c.length);
+      } catch (e) {
+        return e as StoreError;
+      }
+      return null;
+    })();
+    expect(chunks.length).toBeLessThanOrEqual(1); // the server may hold its newest chunk back
+    expect(streamErr?.code).toBe("unavailable");
+    expect(await store.call("domain.isLocal", { domain: "example.com" })).toBe(true);
   });
 
   test("client close: pending calls reject, the store hears peerGone", async () => {

@@ -263,13 +263,16 @@ export const Metabase = z.strictObject({
       "Shared-memory heap between the engines and the store (full: temporary failures, never growth)",
     ),
     ringSlots: z.number().int().min(16).default(1024).describe(
-      "Handles per ring (requests in flight per binding)",
+      "Slots per ring (entries in flight per binding); a slot is 256 bytes and carries a small call or result itself",
     ),
     chunkBytes: z.number().int().min(1024).default(64 * 1024).describe(
       "Bytes per chunk of a streamed body",
     ),
     streamWindowChunks: z.number().int().min(1).max(1024).default(8).describe(
       "Stream chunks in flight per store stream (credit window): bounds memory per stream",
+    ),
+    callTimeoutMs: z.number().int().min(1000).default(120_000).describe(
+      "A store call (or stream chunk) not answered in this time fails with a temporary error, so a wedged store handler never hangs a session",
     ),
   }).prefault({}),
   limits: z.strictObject({
