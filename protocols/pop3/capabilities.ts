@@ -11,14 +11,15 @@ export interface CapaContext {
 export function capabilities(c: CapaContext): string[] {
   const caps = ["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING"];
   if (c.authorization) {
-    if (c.plaintextAllowed) caps.push("USER", "SASL PLAIN");
+    if (c.plaintextAllowed) caps.push("USER", `SASL ${saslMechanisms(true).join(" ")}`);
     if (c.stlsAvailable) caps.push("STLS");
   }
   caps.push("IMPLEMENTATION Posthorn");
   return caps;
 }
 
-/** SASL mechanisms offered (RFC 5034 §4); PLAIN only where plaintext is allowed. */
+/** SASL mechanisms offered (RFC 5034 §4): both carry the password, so only where plaintext
+ * is allowed. LOGIN is not standard (draft-murchison-sasl-login) but Outlook-era clients use it. */
 export function saslMechanisms(plaintextAllowed: boolean): string[] {
-  return plaintextAllowed ? ["PLAIN"] : [];
+  return plaintextAllowed ? ["PLAIN", "LOGIN"] : [];
 }

@@ -51,8 +51,8 @@ export class Pop3Session implements Session {
   state: Pop3State = "authorization";
   /** USER given, awaiting PASS. */
   pendingUser: string | null = null;
-  /** An AUTH exchange awaiting the client's response line (RFC 5034 §4). */
-  pendingSasl: "PLAIN" | null = null;
+  /** An AUTH exchange awaiting the client's response line (RFC 5034 §4): what to do with it. */
+  pendingSasl: ((s: Pop3Session, response: string) => Outcome) | null = null;
   account: AccountInfo | null = null;
   maildrop: Maildrop | null = null;
   /** The connection is gone: everything in flight must clean up after itself. */

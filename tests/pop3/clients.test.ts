@@ -205,6 +205,22 @@ describe("curl", () => {
     expect(bad.code).not.toBe(0);
   });
 
+  test("curl with AUTH=LOGIN, with and without the initial response", async () => {
+    for (const ir of [[], ["--sasl-ir"]]) {
+      const retr = await curl([
+        "-k",
+        ...ir,
+        "--login-options",
+        "AUTH=LOGIN",
+        "-u",
+        "alice@example.com:secret",
+        `pop3s://127.0.0.1:${server.tlsPort}/1`,
+      ]);
+      expect(retr.stderr).toBe("");
+      expect(new TextDecoder().decode(retr.stdout)).toBe(SMALL);
+    }
+  });
+
   test("curl's DELE request (-X DELE) then a new session no longer lists it", async () => {
     store.addUser("erin@example.com", "erinpw");
     store.deliver("erin@example.com", "Subject: e1\r\n\r\n1\r\n");

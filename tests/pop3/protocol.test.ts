@@ -42,7 +42,7 @@ describe("POP3 protocol", () => {
     await c.line();
     expect(await c.command("CAPA")).toBe("+OK Capability list follows");
     const caps = await c.multiline();
-    for (const cap of ["TOP", "UIDL", "USER", "SASL PLAIN", "RESP-CODES", "AUTH-RESP-CODE"]) {
+    for (const cap of ["TOP", "UIDL", "USER", "SASL PLAIN LOGIN", "RESP-CODES", "AUTH-RESP-CODE"]) {
       expect(caps).toContain(cap);
     }
     expect(caps).toContain("PIPELINING");
@@ -153,7 +153,7 @@ describe("POP3 protocol", () => {
     const c = await RawClient.connect(server.port);
     await c.line();
     expect(await c.command("AUTH")).toBe("+OK");
-    expect(await c.multiline()).toEqual(["PLAIN"]);
+    expect(await c.multiline()).toEqual(["PLAIN", "LOGIN"]);
     expect(await c.command("AUTH CRAM-MD5")).toStartWith("-ERR");
     expect(await c.command("AUTH PLAIN")).toBe("+ ");
     expect(await c.command("*")).toStartWith("-ERR");
@@ -167,6 +167,23 @@ describe("POP3 protocol", () => {
     );
     expect(await c.command("AUTH PLAIN")).toBe("+ ");
     expect(await c.command(b64("\0bob@example.com\0bobpw"))).toStartWith("+OK");
+    expect(await c.command("STAT")).toStartWith("+OK");
+    c.end();
+  });
+
+  test("AUTH LOGIN: prompts, initial response, cancel, bad password", async () => {
+    const c = await RawClient.connect(server.port);
+    await c.line();
+    // draft-murchison-sasl-login: "Username:" then "Password:", each base64
+    expect(await c.command("AUTH LOGIN")).toBe(`+ ${b64("Username:")}`);
+    expect(await c.command("*")).toBe("-ERR Authentication cancelled");
+    expect(await c.command("AUTH LOGIN")).toBe(`+ ${b64("Username:")}`);
+    expect(await c.command(b64("bob@example.com"))).toBe(`+ ${b64("Password:")}`);
+    expect(await c.command(b64("wrong"))).toStartWith("-ERR [AUTH]");
+    expect(await c.command("AUTH LOGIN")).toBe(`+ ${b64("Username:")}`);
+    expect(await c.command("!!")).toStartWith("-ERR Malformed AUTH LOGIN response");
+    expect(await c.command(`AUTH LOGIN ${b64("bob@example.com")}`)).toBe(`+ ${b64("Password:")}`);
+    expect(await c.command(b64("bobpw"))).toStartWith("+OK");
     expect(await c.command("STAT")).toStartWith("+OK");
     c.end();
   });

@@ -1,7 +1,15 @@
-// AUTHORIZATION state (RFC 1939 §4, §7): CAPA, USER/PASS, AUTH PLAIN (RFC 5034, with the
-// initial response), STLS (RFC 2595 §4) and QUIT; then the maildrop lock that opens TRANSACTION.
+// AUTHORIZATION state (RFC 1939 §4, §7): CAPA, USER/PASS, AUTH PLAIN and LOGIN (RFC 5034, with
+// the initial response), STLS (RFC 2595 §4) and QUIT; then the maildrop lock that opens
+// TRANSACTION.
 import type { AuthResult, MailboxLock } from "../../../ipc/store-api.ts";
-import { decodePlainBase64, latin1, plaintextAllowed, SaslError } from "../../wire/mod.ts";
+import {
+  decodeLoginField,
+  decodePlainBase64,
+  latin1,
+  LOGIN_PROMPTS,
+  plaintextAllowed,
+  SaslError,
+} from "../../wire/mod.ts";
 import { capabilities, saslMechanisms } from "../capabilities.ts";
 import { Maildrop } from "../maildrop.ts";
 import type { Pop3Command } from "../parser.ts";
@@ -85,21 +93,61 @@ function auth(s: Pop3Session, cmd: Pop3Command): Outcome {
     const mechs = saslMechanisms(allowed);
     return s.reply(`+OK${CRLF}${mechs.map((m) => m + CRLF).join("")}.${CRLF}`);
   }
-  if (mechanism.toUpperCase() !== "PLAIN") {
+  const mech = mechanism.toUpperCase();
+  if (mech !== "PLAIN" && mech !== "LOGIN") {
     return s.reply(err(`Unsupported SASL mechanism ${mechanism}`));
   }
   if (refusePlaintext(s)) return;
   if (cmd.args.length > 2) return s.reply(err("AUTH takes a mechanism and an initial response"));
   // RFC 5034 §4: an initial response may come with the command ("=" is an empty one).
-  if (initial !== undefined) return plainResponse(s, initial);
-  s.pendingSasl = "PLAIN";
-  s.reply(`+ ${CRLF}`); // an empty server challenge
+  if (mech === "PLAIN") {
+    if (initial !== undefined) return plainResponse(s, initial);
+    return challenge(s, "", plainResponse); // an empty server challenge
+  }
+  if (initial !== undefined) return loginUser(s, initial);
+  return challenge(s, LOGIN_PROMPTS.username, loginUser);
+}
+
+/** Sends a "+ " continuation and waits for the client's response line. */
+function challenge(
+  s: Pop3Session,
+  text: string,
+  next: (s: Pop3Session, response: string) => Outcome,
+): void {
+  s.pendingSasl = next;
+  s.reply(`+ ${text}${CRLF}`);
 }
 
 /** The line answering a "+ " challenge: a base64 response or "*" to cancel (RFC 5034 §4). */
 export function handleSaslResponse(s: Pop3Session, line: Uint8Array): Outcome {
+  const next = s.pendingSasl;
   s.pendingSasl = null;
-  return plainResponse(s, latin1(line));
+  return next?.(s, latin1(line));
+}
+
+function saslFailure(s: Pop3Session, e: unknown, mechanism: string): void {
+  if (e instanceof SaslError && e.reason === "cancelled") {
+    return s.reply(err("Authentication cancelled"));
+  }
+  return s.reply(err(`Malformed AUTH ${mechanism} response: ${(e as Error).message}`));
+}
+
+function loginUser(s: Pop3Session, text: string): Outcome {
+  let username: string;
+  try {
+    username = decodeLoginField(text, "user name");
+  } catch (e) {
+    return saslFailure(s, e, "LOGIN");
+  }
+  return challenge(s, LOGIN_PROMPTS.password, (s, response) => {
+    let password: string;
+    try {
+      password = decodeLoginField(response, "password");
+    } catch (e) {
+      return saslFailure(s, e, "LOGIN");
+    }
+    return login(s, username, password);
+  });
 }
 
 function plainResponse(s: Pop3Session, text: string): Outcome {
@@ -107,10 +155,7 @@ function plainResponse(s: Pop3Session, text: string): Outcome {
   try {
     creds = decodePlainBase64(text);
   } catch (e) {
-    if (e instanceof SaslError && e.reason === "cancelled") {
-      return s.reply(err("Authentication cancelled"));
-    }
-    return s.reply(err(`Malformed AUTH PLAIN response: ${(e as Error).message}`));
+    return saslFailure(s, e, "PLAIN");
   }
   if (creds.authzid !== "" && creds.authzid !== creds.authcid) {
     return s.reply(err(`${code.auth} Acting as another user is not permitted`));
