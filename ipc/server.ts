@@ -391,9 +391,9 @@ class ServedBinding implements Endpoint {
       s.cancelled = true;
       this.#wakeStream(s);
     }
-    this.#backlog.discard((e) => e.handle !== 0 && this.#heap.free(e.handle, this.#own));
+    this.#backlog.discard((e) => e.handle > 0 && this.#heap.free(e.handle, this.#own));
     for (const e of this.#view.responses.unconsumed()) {
-      if (e.handle !== 0) this.#heap.free(e.handle, this.#own);
+      if (e.handle > 0) this.#heap.free(e.handle, this.#own);
     }
     this.#hub.bindings.delete(this);
     this.#pump.remove(this);
