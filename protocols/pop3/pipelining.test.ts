@@ -139,6 +139,35 @@ describe("pipelined RETR", () => {
     await c.untilClosed();
   });
 
+  test("pipelined TOPs (a header scan) are read ahead too, and cut at the right line", async () => {
+    const c = await login();
+    const calls = probe.stats.manyCalls;
+    let batch = "";
+    for (let i = 1; i <= 30; i++) batch += `TOP ${i} 0\r\n`;
+    batch += "TOP 3 2\r\nTOP 7 1\r\nTOP 4 x\r\n";
+    c.send(batch);
+    for (let i = 1; i <= 30; i++) {
+      expect(await c.line()).toBe("+OK Top of message follows");
+      expect(await c.multiline()).toEqual([`Subject: m${i}`, ""]);
+    }
+    expect(await c.line()).toBe("+OK Top of message follows");
+    expect(unstuff(await c.multiline())).toEqual([
+      "Subject: m3",
+      "",
+      ".starts with a dot",
+      "line 3 .",
+    ]);
+    // message 7 is too big to read ahead: its head is read in its turn
+    expect(await c.line()).toBe("+OK Top of message follows");
+    expect(unstuff(await c.multiline())).toEqual(["Subject: m7", "", ".starts with a dot"]);
+    expect(await c.line()).toStartWith("-ERR");
+    const manyCalls = probe.stats.manyCalls - calls;
+    expect(manyCalls).toBeGreaterThan(0);
+    expect(manyCalls).toBeLessThan(29);
+    expect(await c.command("QUIT")).toStartWith("+OK");
+    await c.untilClosed();
+  });
+
   test("a failed readMany call, or an answer 'too big', falls back to a stream each", async () => {
     // Failed call: 3 reads of the engine's own. "Too big" above message 1's size (so 2 and 3):
     // the call's 3 reads, then 2 streams of the engine's own.

@@ -237,7 +237,9 @@ export class Pop3Session implements Session {
 
   /**
    * TRANSACTION state: take the pipelined commands out of the reader (up to
-   * limits.pipelineDepth) and start reading the messages of the RETRs among them, as long as
+   * limits.pipelineDepth) and start reading the messages of the RETRs (and of the TOPs of
+   * messages that fit one chunk: a header scan, as clients that leave mail on the server
+   * pipeline) among them, as long as
    * their listed sizes fit in limits.connectionBufferBytes together; those that fit one ipc
    * chunk in one message.readMany call per pass. Nothing here changes what a command does:
    * each still runs in order and checks its message when its turn comes.
@@ -265,12 +267,15 @@ export class Pop3Session implements Session {
       const cmd = q.parsed?.ok ? q.parsed.command : null;
       if (!cmd) continue;
       if (cmd.verb === "QUIT") break scan; // nothing after it will be retrieved
-      if (cmd.verb !== "RETR" || cmd.args.length !== 1) continue;
+      const top = cmd.verb === "TOP" && cmd.args.length === 2;
+      if (!top && (cmd.verb !== "RETR" || cmd.args.length !== 1)) continue;
       const n = parseMessageNumber(cmd.args[0]);
       const found = n === null ? null : drop.get(n);
       if (found?.kind !== "ok") continue;
       const { messageId, size } = found.message;
       if (size > connectionBufferBytes) continue; // too big to hold: streamed in its turn
+      // TOP of a big message needs only its head: read in its turn, not whole ahead of time.
+      if (top && size > chunkBytes) continue;
       if (this.#prefetchedBytes + size > connectionBufferBytes) break scan; // resumes later
       this.#prefetchedBytes += size;
       if (size <= chunkBytes) small.push({ q, messageId, size });

@@ -2,7 +2,7 @@
 // stuffed on the fly, written only as fast as the peer reads (conn.drained()), so a 20 MB
 // message never sits in memory. The +OK goes out only once the first chunk has arrived, so a
 // store failure before that is still a clean -ERR; one after it can only end the connection.
-// A small message the session read ahead (pipelined RETR, see prefetch.ts) is already whole
+// A small message the session read ahead (pipelined RETR or TOP, see prefetch.ts) is already whole
 // in memory: its reply is written at once, with no wait, so a run of them leaves in one write.
 import type { MessageSummary } from "../../../ipc/store-api.ts";
 import { DotStuffer, TopLimiter } from "../dot-stuff.ts";
@@ -10,6 +10,8 @@ import type { Maildrop } from "../maildrop.ts";
 import type { PrefetchedRead } from "../prefetch.ts";
 import { storeFailure } from "../replies.ts";
 import type { Outcome, Pop3Session } from "../session.ts";
+
+const TOP_OK = "+OK Top of message follows\r\n";
 
 export function retrieve(
   s: Pop3Session,
@@ -20,14 +22,20 @@ export function retrieve(
   const found = drop.get(n);
   if (found.kind !== "ok") return; // checked by the caller
   const message: MessageSummary = found.message;
-  const ahead = topLines === null ? s.takePrefetched(message.messageId) : null;
+  const ahead = s.takePrefetched(message.messageId);
   if (!ahead) return stream(s, message, topLines);
-  if (ahead.settled) return sendWhole(s, message, ahead);
-  return ahead.whenSettled().then(() => sendWhole(s, message, ahead));
+  if (ahead.settled) return sendWhole(s, message, ahead, topLines);
+  return ahead.whenSettled().then(() => sendWhole(s, message, ahead, topLines));
 }
 
-/** RETR of a message read ahead: all of it is here (or its failure), so no +OK can dangle. */
-function sendWhole(s: Pop3Session, message: MessageSummary, read: PrefetchedRead): void {
+/** RETR or TOP of a message read ahead: all of it is here (or its failure), so no +OK can
+ * dangle. */
+function sendWhole(
+  s: Pop3Session,
+  message: MessageSummary,
+  read: PrefetchedRead,
+  topLines: number | null,
+): void {
   if (s.closed) return read.cancel();
   if (read.error !== null) {
     s.log.warn("retr.store_failed", {
@@ -42,12 +50,14 @@ function sendWhole(s: Pop3Session, message: MessageSummary, read: PrefetchedRead
   // copies them into one output buffer (one syscall), straight from the ipc heap when the
   // read was leased, and the message's bytes are released as soon as they are copied.
   try {
-    s.reply(`+OK ${message.size} octets\r\n`);
+    s.reply(topLines === null ? `+OK ${message.size} octets\r\n` : TOP_OK);
     const stuffer = new DotStuffer();
+    const top = topLines === null ? null : new TopLimiter(topLines);
     for (const chunk of read.chunks) {
-      const out = stuffer.stuff(chunk);
+      const out = stuffer.stuff(top ? top.take(chunk) : chunk);
       s.conn.write(out);
       s.wrote(out.length);
+      if (top?.done) break;
     }
     const end = stuffer.finish();
     s.conn.write(end);
@@ -55,7 +65,7 @@ function sendWhole(s: Pop3Session, message: MessageSummary, read: PrefetchedRead
   } finally {
     read.release();
   }
-  if (read.bytes !== message.size) {
+  if (topLines === null && read.bytes !== message.size) {
     s.log.warn("retr.size_mismatch", {
       conn: s.conn.id,
       uid: message.uid,
@@ -87,7 +97,7 @@ async function stream(
   };
   if (s.closed) return stop();
   // RFC 1939 §5: the octet count is the message's size before byte-stuffing.
-  s.reply(topLines === null ? `+OK ${message.size} octets\r\n` : "+OK Top of message follows\r\n");
+  s.reply(topLines === null ? `+OK ${message.size} octets\r\n` : TOP_OK);
   const stuffer = new DotStuffer();
   const top = topLines === null ? null : new TopLimiter(topLines);
   let read = 0;
