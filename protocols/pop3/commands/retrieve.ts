@@ -2,8 +2,9 @@
 // stuffed on the fly, written only as fast as the peer reads (conn.drained()), so a 20 MB
 // message never sits in memory. The +OK goes out only once the first chunk has arrived, so a
 // store failure before that is still a clean -ERR; one after it can only end the connection.
-// A small message the session read ahead (pipelined RETR or TOP, see prefetch.ts) is already whole
-// in memory: its reply is written at once, with no wait, so a run of them leaves in one write.
+// A small message the session read ahead (pipelined RETR or TOP, see prefetch.ts) is already
+// whole in memory: its reply is written at once, with no wait, so a run of them leaves in one
+// write.
 import type { MessageSummary } from "../../../ipc/store-api.ts";
 import { DotStuffer, TopLimiter } from "../dot-stuff.ts";
 import type { Maildrop } from "../maildrop.ts";
