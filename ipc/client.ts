@@ -121,6 +121,12 @@ class RingStoreClient implements AttachedStoreClient, Endpoint {
     } catch (err) {
       return Promise.reject(err);
     }
+    // A getter in `req` may have closed us while it was encoded: nobody would answer, and the
+    // entry went out after the teardown freed what was unsent.
+    if (this.#dead) {
+      this.#freeUnsent();
+      return Promise.reject(this.#dead);
+    }
     const lease = leaseMarkOf(req);
     // The result cannot arrive before this executor runs: replies are read by the pump,
     // never synchronously inside sendValue.
@@ -344,6 +350,10 @@ class RingStoreClient implements AttachedStoreClient, Endpoint {
   openStream(s: ClientStream, method: string, req: unknown): void {
     if (this.#dead) throw this.#dead;
     this.#outbox.sendValue(STREAM_OPEN, s.id, [method, req], this.#sent);
+    if (this.#dead) { // closed by a getter in `req`, as in call()
+      this.#freeUnsent();
+      throw this.#dead;
+    }
     this.#streams.set(s.id, s);
     this.#pump.wake();
     this.armDeadlines();
@@ -391,13 +401,17 @@ class RingStoreClient implements AttachedStoreClient, Endpoint {
     this.#pending.clear();
     for (const s of this.#streams.values()) s.fail(reason);
     this.#streams.clear();
-    // Our blocks that never reached the server: free them (the server may be taking one at
-    // this instant; the owner check lets exactly one of us have it).
+    this.#freeUnsent();
+    this.#pump.remove(this);
+  }
+
+  /** Our blocks that never reached the server: free them (the server may be taking one at
+   * this instant; the owner check lets exactly one of us have it). */
+  #freeUnsent(): void {
     this.#outbox.discard((e) => e.handle > 0 && this.#heap.free(e.handle, this.#own));
     for (const e of this.#view.requests.unconsumed()) {
       if (e.handle > 0) this.#heap.free(e.handle, this.#own);
     }
-    this.#pump.remove(this);
   }
 }
 

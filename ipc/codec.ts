@@ -12,7 +12,7 @@
 // may travel inside its ring slot (./ring.ts).
 import { StoreError } from "./store-api.ts";
 import type { SharedHeap } from "./heap.ts";
-import { INLINE, INLINE_BYTES, type Ring } from "./ring.ts";
+import { INLINE, INLINE_BYTES } from "./ring.ts";
 import {
   type BlockMemory,
   COMPACT_TAG,
@@ -34,6 +34,13 @@ const LENGTH_FALSE = 3;
 
 const MAX_DEPTH = 64;
 
+/** Where a small value may travel inline: a ring (./ring.ts), or a sender that decides, when
+ * the encode is done, whether its next push may take the ring's next slot (./outbox.ts). */
+export interface InlineSlots extends BlockMemory {
+  /** Byte offset of the payload area of the slot the next push will fill, or -1: none. */
+  claim(): number;
+}
+
 export interface Encoded {
   handle: number;
   length: number;
@@ -47,16 +54,16 @@ function align8(n: number): number {
  * Copies `value` into a new heap block owned by `owner`; throws StoreError("busy") if full.
  * Small values take the compact form (./compact.ts), which with `names` (this binding
  * direction's table) sends methods and keys by number; the rest take the JSON form. With
- * `ring`, a compact form that fits is written into the ring's next slot instead (handle
- * INLINE), which the caller must push at once. The slot is claimed only after encoding, so a
- * getter inside `value` that sends something itself cannot take it from under us.
+ * `slots`, a compact form that fits is written into the slot `slots.claim()` gives instead
+ * (handle INLINE), which the caller must push at once. The slot is claimed only after encoding,
+ * so a getter inside `value` that sends something itself cannot take it from under us.
  */
 export function encodeValue(
   heap: SharedHeap,
   owner: number,
   value: unknown,
   names?: SentNames,
-  ring?: Ring,
+  slots?: InlineSlots,
 ): Encoded {
   if (value === null) return { handle: 0, length: LENGTH_NULL };
   if (value === undefined) return { handle: 0, length: LENGTH_UNDEFINED };
@@ -65,10 +72,10 @@ export function encodeValue(
   const compact = compactEncode(value, names);
   if (compact !== null) {
     const total = compactBytes(compact);
-    if (ring !== undefined && total <= INLINE_BYTES) {
-      const at = ring.claim();
+    if (slots !== undefined && total <= INLINE_BYTES) {
+      const at = slots.claim();
       if (at >= 0) {
-        compactWrite(ring, at, compact);
+        compactWrite(slots, at, compact);
         return { handle: INLINE, length: total };
       }
     }

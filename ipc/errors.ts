@@ -19,7 +19,13 @@ const CODES: StoreErrorCode[] = [
 
 export function toStoreError(err: unknown): StoreError {
   if (err instanceof StoreError) return err;
-  const message = err instanceof Error ? err.message : String(err);
+  let message: string;
+  try {
+    message = err instanceof Error ? err.message : String(err);
+  } catch {
+    // e.g. an object without a prototype: String() throws, and the caller would get no answer
+    message = "store error";
+  }
   return new StoreError("internal", message);
 }
 

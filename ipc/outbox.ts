@@ -3,7 +3,7 @@
 // drains. Both ends of a binding send this way: the client its requests, the server its replies.
 import { ringDoorbell } from "./doorbell.ts";
 import type { Ring, RingEntry } from "./ring.ts";
-import { encodeValue } from "./codec.ts";
+import { encodeValue, type InlineSlots } from "./codec.ts";
 import type { SharedHeap } from "./heap.ts";
 import type { SentNames } from "./compact.ts";
 
@@ -11,6 +11,8 @@ export class RingOutbox {
   #waiting: RingEntry[] = [];
   /** Index of the first entry still waiting (a head index: no O(n) shift per entry). */
   #head = 0;
+  /** The ring's next slot, for a value whose push comes straight after its encode. */
+  readonly #slots: InlineSlots;
 
   constructor(
     private readonly ring: Ring,
@@ -18,7 +20,17 @@ export class RingOutbox {
     private readonly heap: SharedHeap,
     /** Owner word of the heap blocks this side allocates. */
     private readonly owner: number,
-  ) {}
+  ) {
+    // Asked when the encode is done, not before: a getter inside the value may have sent
+    // something that is waiting here, and the peer may have drained meanwhile. A slot claimed
+    // then would go to the waiting entry's push, and ours into the next slot, unwritten.
+    this.#slots = {
+      u32: ring.u32,
+      bytes: ring.bytes,
+      buf: ring.buf,
+      claim: () => this.length === 0 ? ring.claim() : -1,
+    };
+  }
 
   /** Entries waiting for ring space. */
   get length(): number {
@@ -31,8 +43,7 @@ export class RingOutbox {
    * full). Only an entry pushed at once may be inline: a waiting one has no slot to live in.
    */
   sendValue(kind: number, id: number, value: unknown, names?: SentNames): void {
-    const inline = this.length === 0 ? this.ring : undefined;
-    const enc = encodeValue(this.heap, this.owner, value, names, inline);
+    const enc = encodeValue(this.heap, this.owner, value, names, this.#slots);
     this.send(kind, id, enc.handle, enc.length);
   }
 

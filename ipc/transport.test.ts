@@ -67,6 +67,21 @@ describe("ring transport, one thread", () => {
     expect(unknown.code).toBe("invalid");
   });
 
+  test("a handler that throws something that is not even printable still gets an answer", async () => {
+    const { connect, service } = setup();
+    const calls = service.calls as Record<string, unknown>;
+    const odd = Object.create(null); // String(odd) throws
+    calls["account.get"] = () => {
+      throw odd;
+    };
+    calls["domain.isLocal"] = () => Promise.reject(odd);
+    const store = connect("pop3-9");
+    const sync = await rejection(store.call("account.get", { address: "a@example.com" }));
+    expect(sync.code).toBe("internal");
+    const async = await rejection(store.call("domain.isLocal", { domain: "example.com" }));
+    expect(async.code).toBe("internal");
+  });
+
   test("bytes travel both ways through heap blocks", async () => {
     const { connect, qm } = setup();
     const store = connect("smtp-0");
@@ -315,6 +330,31 @@ describe("ring transport, one thread", () => {
     expect(chunks.length).toBeLessThanOrEqual(1); // the server may hold its newest chunk back
     expect(streamErr?.code).toBe("unavailable");
     expect(await store.call("domain.isLocal", { domain: "example.com" })).toBe(true);
+  });
+
+  test("a request whose getter closes the client rejects; it never waits for ever", async () => {
+    const { connect, qm } = setup();
+    const store = connect("smtp-5");
+    const closing = {
+      get address() {
+        store.close();
+        return `${"a".repeat(INLINE_BYTES)}@example.com`; // needs a heap block
+      },
+    };
+    const err = await rejection(store.call("account.get", closing));
+    expect(err.code).toBe("unavailable");
+    expect(qm.heap.usedBytes).toBe(0); // the block sent after the close is not lost
+    const again = connect("smtp-6");
+    const streamErr = await rejection((async () => {
+      const req = {
+        get queueId() {
+          again.close();
+          return 1;
+        },
+      };
+      for await (const _ of again.stream("queue.read", req)) { /* nothing */ }
+    })());
+    expect(streamErr.code).toBe("unavailable");
   });
 
   test("client close: pending calls reject, the store hears peerGone", async () => {
