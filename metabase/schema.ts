@@ -154,6 +154,9 @@ export const SmtpSection = z.strictObject({
     replyLines: z.number().int().positive().default(100).describe(
       "Most lines in one multi-line reply",
     ),
+    mimeNestingLimit: z.number().int().positive().default(100).describe(
+      "Outbound 8-bit to 7-bit downgrade (RFC 6152 §3): deepest MIME nesting walked; 8-bit data deeper is refused with 5.6.3",
+    ),
   }).prefault({}),
   routes: z.array(SmtpRoute).default([]).describe("Static routes; tried before MX lookup"),
   smarthost: Smarthost.nullable().default(null).describe(

@@ -7,6 +7,7 @@ import type { Metabase } from "../metabase/schema.ts";
 import { ConnectionError, SmtpConnection } from "./connection.ts";
 import { DotStuffer } from "./dot-stuff.ts";
 import { formatReply, type SmtpReply, statusOf } from "./reply.ts";
+import { DowngradeRefused, planSevenBit, type SevenBitLimits, toSevenBit } from "./seven-bit.ts";
 import { xtextEncode } from "./xtext.ts";
 
 export interface HopTarget {
@@ -31,7 +32,11 @@ export interface ClientSettings {
   replyLines: number;
   log: Logger;
   signal?: AbortSignal;
+  /** The 8-bit → 7-bit downgrade's limits (defaults: the metabase defaults). */
+  sevenBit?: SevenBitLimits;
 }
+
+const DEFAULT_SEVEN_BIT: SevenBitLimits = { lineBytes: 64 * 1024, mimeDepth: 100 };
 
 /** The client's settings from the live metabase (read per session so reloads apply). */
 export function clientSettings(mb: Metabase, log: Logger, signal?: AbortSignal): ClientSettings {
@@ -49,6 +54,7 @@ export function clientSettings(mb: Metabase, log: Logger, signal?: AbortSignal):
     replyLines: c.replyLines,
     log,
     signal,
+    sevenBit: { lineBytes: mb.limits.dataLineBytes, mimeDepth: c.mimeNestingLimit },
   };
 }
 
@@ -68,7 +74,10 @@ export interface OutboundMessage {
   ret?: "FULL" | "HDRS" | null;
   bodyType?: "7BIT" | "8BITMIME" | null;
   smtputf8?: boolean;
-  /** A fresh stream of the message bytes (called at most once per transaction). */
+  /**
+   * A fresh stream of the message bytes: called once per transaction, twice when a message
+   * sent with BODY=8BITMIME goes to a server without 8BITMIME (scan, then convert).
+   */
   body(): AsyncIterable<Uint8Array>;
 }
 
@@ -347,11 +356,58 @@ export class SmtpClient {
       return finish();
     }
 
+    let body = () => msg.body();
+    let size = msg.size;
+    if (msg.bodyType === "8BITMIME" && !this.capabilities.has("8BITMIME")) {
+      // RFC 6152 §3: to a server without 8BITMIME, convert to 7-bit MIME or do not relay. The
+      // scan reads the whole message before MAIL, so a refusal never leaves half a message
+      // on the server, and SIZE= below is the exact size of what will be sent.
+      const limits = this.settings.sevenBit ?? DEFAULT_SEVEN_BIT;
+      try {
+        const plan = await planSevenBit(msg.body(), limits);
+        if (plan.convert) {
+          body = () => toSevenBit(msg.body(), plan, limits);
+          size = plan.outputBytes;
+          this.settings.log.info("downgraded_7bit", {
+            remote: this.remote,
+            sender: msg.sender,
+            parts: plan.encodedParts,
+            bytesIn: plan.inputBytes,
+            bytesOut: plan.outputBytes,
+          });
+        }
+      } catch (err) {
+        if (err instanceof DowngradeRefused) {
+          this.settings.log.info("downgrade_refused", {
+            remote: this.remote,
+            sender: msg.sender,
+            reason: err.message,
+          });
+          settleAll(all, "permanent", err.status, `${err.message} (${this.remote})`, false);
+        } else {
+          // The store could not give the body: like a failed read during DATA, try later.
+          const text = String((err as Error)?.message ?? err);
+          settleAll(all, "temporary", "4.3.0", text, false);
+        }
+        return finish();
+      }
+      if (this.capabilities.has("SIZE") && maxSize > 0 && size > maxSize) {
+        settleAll(
+          all,
+          "permanent",
+          "5.3.4",
+          `message of ${size} bytes once converted to 7 bits exceeds the ${maxSize} bytes ${this.remote} accepts`,
+          false,
+        );
+        return finish();
+      }
+    }
+
     try {
       if (this.needsReset) await this.reset();
       const dsn = this.capabilities.has("DSN");
       let mail = `MAIL FROM:<${msg.sender}>`;
-      if (this.capabilities.has("SIZE")) mail += ` SIZE=${msg.size}`; // RFC 1870 §3
+      if (this.capabilities.has("SIZE")) mail += ` SIZE=${size}`; // RFC 1870 §3
       if (this.capabilities.has("8BITMIME") && msg.bodyType !== "7BIT") {
         mail += " BODY=8BITMIME"; // RFC 6152 §2
       }
@@ -417,7 +473,7 @@ export class SmtpClient {
       }
 
       if (chunking) {
-        const r = await this.sendBdat(msg);
+        const r = await this.sendBdat(body());
         fromReply(accepted, r);
         this.needsReset = r.code >= 300;
         return finish();
@@ -428,7 +484,7 @@ export class SmtpClient {
         return finish();
       }
       const stuffer = new DotStuffer();
-      for await (const chunk of msg.body()) {
+      for await (const chunk of body()) {
         const out = stuffer.push(chunk);
         if (out.length > 0) await this.conn.write(out, this.settings.dataBlockMs); // §4.5.3.2.5
       }
@@ -449,7 +505,7 @@ export class SmtpClient {
   }
 
   /** BDAT (RFC 3030 §2): one chunk per store chunk, the last one marked LAST. */
-  private async sendBdat(msg: OutboundMessage): Promise<SmtpReply> {
+  private async sendBdat(body: AsyncIterable<Uint8Array>): Promise<SmtpReply> {
     let held: Uint8Array | null = null;
     const sendChunk = async (chunk: Uint8Array, last: boolean): Promise<SmtpReply> => {
       await this.conn.write(`BDAT ${chunk.length}${last ? " LAST" : ""}\r\n`, this.settings.mailMs);
@@ -458,7 +514,7 @@ export class SmtpClient {
         last ? this.settings.dataTermMs : this.settings.dataBlockMs,
       );
     };
-    for await (const chunk of msg.body()) {
+    for await (const chunk of body) {
       if (chunk.length === 0) continue;
       if (held) {
         const r = await sendChunk(held, false);

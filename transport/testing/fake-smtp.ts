@@ -30,6 +30,11 @@ export interface FakeSmtpOptions {
   /** PEM material: offers STARTTLS when set (or, with implicitTls, TLS from the first byte). */
   tls?: { cert: string; key: string };
   implicitTls?: boolean;
+  /**
+   * A strict 7-bit hop: a message holding an octet over 127 or a line over 998 octets is
+   * refused with 554 (as if 8BITMIME were missing and the server checked, RFC 6152 §3).
+   */
+  sevenBitOnly?: boolean;
   /** Called for every command line (and with "<DATA>" / "<BDAT>" at a message's end). */
   reply?: (line: string, session: FakeSession) => ScriptedReply;
 }
@@ -149,7 +154,9 @@ export function fakeSmtpServer(opts: FakeSmtpOptions = {}): FakeSmtpServer {
   };
 
   const finishMessage = (st: State, data: Uint8Array, via: "DATA" | "BDAT") => {
-    const r = opts.reply?.(`<${via}>`, st.session);
+    const r = opts.sevenBitOnly && !sevenBitClean(data)
+      ? "554 5.6.0 8-bit data or an overlong line sent to a 7-bit server"
+      : opts.reply?.(`<${via}>`, st.session);
     if (!act(st, r)) return;
     if (r === undefined || r.startsWith("2")) {
       st.session.messages.push({ mail: st.mail, rcpts: st.rcpts, data, via });
@@ -265,6 +272,20 @@ export function fakeSmtpServer(opts: FakeSmtpOptions = {}): FakeSmtpServer {
     messages: () => sessions.flatMap((s) => s.messages),
     stop: () => listener.stop(true),
   };
+}
+
+/** No octet over 127 and no line longer than 998 octets before its CRLF. */
+export function sevenBitClean(data: Uint8Array): boolean {
+  let lineStart = 0;
+  for (let i = 0; i < data.length; i++) {
+    if (data[i]! > 127) return false;
+    if (data[i] === 0x0a) {
+      const end = i > 0 && data[i - 1] === 0x0d ? i - 1 : i;
+      if (end - lineStart > 998) return false;
+      lineStart = i + 1;
+    }
+  }
+  return data.length - lineStart <= 998;
 }
 
 /** Find CRLF "." CRLF; return the un-stuffed body (with its final CRLF) and bytes consumed. */
