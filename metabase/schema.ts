@@ -254,6 +254,9 @@ export const Metabase = z.strictObject({
     indexBytes: z.number().int().min(0).default(16 * 1024).describe(
       "Text per message in the full-text index (decoded text parts; attachments by name); 0: none",
     ),
+    indexBacklog: z.number().int().min(128).default(16384).describe(
+      "Messages waiting for the full-text index before it is built even while mail keeps arriving (a burst is taken at full speed and indexed once quiet; a search indexes its folder first)",
+    ),
     maxPrefixBytes: z.number().int().positive().default(16 * 1024).describe(
       "Largest per-recipient prefix (Return-Path, Received) added at delivery",
     ),

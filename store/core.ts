@@ -9,7 +9,7 @@ import type { Logger } from "../log/mod.ts";
 import type { Metabase } from "../metabase/schema.ts";
 import { StoreError } from "../ipc/store-api.ts";
 import { type Durability, openDatabase, Tx, WalFile } from "./db.ts";
-import { FullTextIndexer } from "./fts.ts";
+import { DEFAULT_INDEX_BACKLOG, FullTextIndexer } from "./fts.ts";
 import { currentOwner, disown, tryOwn } from "./owner.ts";
 import { PageFile } from "./pagefile.ts";
 import { getMeta, setMeta, Space } from "./space.ts";
@@ -40,6 +40,9 @@ export interface StoreOptions {
   maxUploads?: number;
   /** Bytes of each message kept for the full-text index and header parsing. */
   indexBytes?: number;
+  /** Bodies waiting for the full-text index before indexing runs during deliveries
+   * (metabase store.indexBacklog). */
+  indexBacklog?: number;
   /** Largest `localPrefix` accepted (metabase store.maxPrefixBytes). */
   maxPrefixBytes?: number;
   /**
@@ -75,6 +78,7 @@ export class Core {
   chunkBytes: number;
   maxUploads: number;
   indexBytes: number;
+  indexBacklog: number;
   maxPrefixBytes: number;
   inlineBytes: number;
   readonly indexer: FullTextIndexer;
@@ -124,6 +128,7 @@ export class Core {
     this.chunkBytes = opts.chunkBytes ?? 64 * 1024;
     this.maxUploads = opts.maxUploads ?? 1000;
     this.indexBytes = opts.indexBytes ?? 16 * 1024;
+    this.indexBacklog = opts.indexBacklog ?? DEFAULT_INDEX_BACKLOG;
     this.maxPrefixBytes = opts.maxPrefixBytes ?? 16 * 1024;
     this.inlineBytes = opts.inlineBytes ?? DEFAULT_INLINE_BYTES;
     this.setDomains(opts.domains);
@@ -144,6 +149,7 @@ export class Core {
     this.chunkBytes = next.chunkBytes ?? this.chunkBytes;
     this.maxUploads = next.maxUploads ?? this.maxUploads;
     this.indexBytes = next.indexBytes ?? this.indexBytes;
+    this.indexBacklog = next.indexBacklog ?? this.indexBacklog;
     this.maxPrefixBytes = next.maxPrefixBytes ?? this.maxPrefixBytes;
     // Live: uploads begun from now on use the new threshold; stored bodies keep their place.
     this.inlineBytes = next.inlineBytes ?? this.inlineBytes;

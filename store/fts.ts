@@ -2,7 +2,8 @@
 // the way Dovecot's lazy fts indexing works: a new body is only recorded in fts_pending, one
 // small row in the transaction that commits it anyway, and indexed later: when the store has
 // been quiet for a moment, or when a search of its folder needs it, or once the backlog
-// reaches BACKLOG_LIMIT under load that never pauses. FTS5 writes a segment per transaction,
+// reaches store.indexBacklog under load that never pauses (a burst of mail is taken at full
+// speed and indexed after; a flood that never ends is indexed as it comes). FTS5 writes a segment per transaction,
 // so one body per delivery commit cost ~525 µs per 1 KiB document against ~65 µs in batches
 // (measured here, fsync on), and tokenising 64 KiB of text sat on the path every SMTP 250
 // waited for. Work runs in slices (INDEX_BATCH bodies, SLICE_BYTES of text) so the store
@@ -19,8 +20,10 @@ const RAW_WINDOW = 4;
 const SLICE_BYTES = 1 << 20;
 /** How long after the last delivery the store counts as quiet. */
 const IDLE_MS = 200;
-/** Pending bodies beyond which indexing goes on even while deliveries keep coming. */
-export const BACKLOG_LIMIT = 4096;
+/** store.indexBacklog's default: pending bodies beyond which indexing goes on even while
+ * deliveries keep coming. At ~150 µs per 64 KiB message that is ~2.5 s of work that a first
+ * search of a flooded folder may have to do (in slices, never holding the store). */
+export const DEFAULT_INDEX_BACKLOG = 16384;
 
 /** Inside the transaction that stores a new body: index it later. */
 export function queueForIndex(core: Core, bodyId: number): void {
@@ -61,7 +64,7 @@ export class FullTextIndexer {
   noteQueued(): void {
     this.#waiting++;
     this.#lastQueued = performance.now();
-    if (this.#waiting >= BACKLOG_LIMIT) this.#scheduleSoon();
+    if (this.#waiting >= this.core.indexBacklog) this.#scheduleSoon();
     else this.#scheduleIdle();
   }
 
@@ -170,7 +173,7 @@ export class FullTextIndexer {
     if (done === 0) return;
     // Deliveries resumed: wait for the next quiet moment, unless the backlog is too long.
     const busy = performance.now() - this.#lastQueued < IDLE_MS;
-    if (busy && this.#waiting < BACKLOG_LIMIT) this.#scheduleIdle();
+    if (busy && this.#waiting < this.core.indexBacklog) this.#scheduleIdle();
     else this.#scheduleSoon();
   }
 }

@@ -184,6 +184,7 @@ export function storeOptionsFromMetabase(
     chunkBytes: mb.ipc.chunkBytes,
     maxUploads: mb.store.maxUploads,
     indexBytes: mb.store.indexBytes,
+    indexBacklog: mb.store.indexBacklog,
     maxPrefixBytes: mb.store.maxPrefixBytes,
     inlineBytes: mb.store.inlineBytes,
     mode,

@@ -86,6 +86,25 @@ describe("full-text index behind the deliveries", () => {
     }
   });
 
+  test("deliveries that never pause are indexed past store.indexBacklog; below it, once quiet", async () => {
+    const f = fixture({ indexBacklog: 128 });
+    try {
+      await f.store.addUser("alice@example.com", "pw");
+      // Back to back (no 200 ms pause): once the backlog reaches 128 it is held near that mark.
+      let most = 0;
+      for (let i = 0; i < 400; i++) {
+        await deliver(f.client, message(`Flood ${i}`, `flood${i}`), ["alice@example.com"]);
+        const { indexPending } = await f.client.call("store.stats", {});
+        most = Math.max(most, indexPending);
+      }
+      expect(most).toBeLessThanOrEqual(128 + INDEX_BATCH);
+      expect((await f.client.call("store.stats", {})).indexPending).toBeGreaterThan(0);
+      await eventually(async () => (await f.client.call("store.stats", {})).indexPending === 0);
+    } finally {
+      await f.done();
+    }
+  });
+
   test("the index reads text parts decoded, HTML as words, attachments by name only", async () => {
     const f = fixture();
     try {
