@@ -4,8 +4,13 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { memoryLogger } from "../log/mod.ts";
 import { Metabase } from "../metabase/schema.ts";
 import { QueueRunner } from "./runner.ts";
-import { type ClientSettings, type OutboundMessage, SmtpClient } from "./smtp-client.ts";
-import { type FakeSmtpOptions, type FakeSmtpServer, fakeSmtpServer } from "./testing/fake-smtp.ts";
+import { type OutboundMessage, SmtpClient } from "./smtp-client.ts";
+import {
+  type FakeSmtpOptions,
+  type FakeSmtpServer,
+  fakeSmtpServer,
+  testClientSettings,
+} from "./testing/fake-smtp.ts";
 import { MemoryStore } from "./testing/memory-store.ts";
 import { parseMime, qpDecode, sevenBitProblem } from "./testing/mime-check.ts";
 
@@ -24,20 +29,7 @@ function server(opts: FakeSmtpOptions): FakeSmtpServer {
 }
 
 const log = memoryLogger("client");
-const settings: ClientSettings = {
-  heloName: "posthorn.test",
-  connectTimeoutMs: 5000,
-  greetingMs: 5000,
-  mailMs: 5000,
-  rcptMs: 5000,
-  dataInitMs: 5000,
-  dataBlockMs: 5000,
-  dataTermMs: 5000,
-  replyLineBytes: 1000,
-  replyLines: 50,
-  log,
-  sevenBit: { lineBytes: 4096, mimeDepth: 20 },
-};
+const settings = testClientSettings(log, { sevenBit: { lineBytes: 4096, mimeDepth: 20 } });
 
 const EIGHT_BIT = [
   "From: alice@here.test",

@@ -15,6 +15,7 @@ import {
   type FakeSmtpServer,
   fakeSmtpServer,
   selfSignedCert,
+  testClientSettings,
 } from "./testing/fake-smtp.ts";
 
 const enc = new TextEncoder();
@@ -40,22 +41,7 @@ function server(opts: FakeSmtpOptions = {}): FakeSmtpServer {
 }
 
 const log = memoryLogger("client");
-function settings(over: Partial<ClientSettings> = {}): ClientSettings {
-  return {
-    heloName: "posthorn.test",
-    connectTimeoutMs: 5000,
-    greetingMs: 5000,
-    mailMs: 5000,
-    rcptMs: 5000,
-    dataInitMs: 5000,
-    dataBlockMs: 5000,
-    dataTermMs: 5000,
-    replyLineBytes: 1000,
-    replyLines: 50,
-    log,
-    ...over,
-  };
-}
+const settings = (over: Partial<ClientSettings> = {}) => testClientSettings(log, over);
 
 function target(port: number, over: Partial<HopTarget> = {}): HopTarget {
   return {

@@ -3,6 +3,29 @@
 // client sent, and lets a test replace any reply to play failures at each stage.
 import type { Socket, TCPSocketListener } from "bun";
 import { readFileSync } from "node:fs";
+import type { Logger } from "../../log/mod.ts";
+import type { ClientSettings } from "../smtp-client.ts";
+
+/** Outbound client settings for tests against this server: 5 s timeouts everywhere. */
+export function testClientSettings(
+  log: Logger,
+  over: Partial<ClientSettings> = {},
+): ClientSettings {
+  return {
+    heloName: "posthorn.test",
+    connectTimeoutMs: 5000,
+    greetingMs: 5000,
+    mailMs: 5000,
+    rcptMs: 5000,
+    dataInitMs: 5000,
+    dataBlockMs: 5000,
+    dataTermMs: 5000,
+    replyLineBytes: 1000,
+    replyLines: 50,
+    log,
+    ...over,
+  };
+}
 
 export interface ReceivedMessage {
   mail: string;

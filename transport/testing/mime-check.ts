@@ -168,17 +168,8 @@ export async function collect(stream: AsyncIterable<Uint8Array>): Promise<Uint8A
   return concatBytes(parts);
 }
 
-/** mulberry32: a small seeded PRNG, so a failing fuzz case can be replayed. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The seeded PRNG of the SMTP fuzz tests (mulberry32), so a failing case can be replayed. */
+export { rng as prng } from "../../tests/smtp/random-message.ts";
 
 export interface GeneratedMessage {
   bytes: Uint8Array;
