@@ -92,3 +92,4 @@ export const CHUNK = 18; // block: raw bytes, length = byte count
 export const END = 19; // the stream is complete
 export const EVENT = 20; // payload: [topic, event]
 export const LAST_CHUNK = 21; // a CHUNK that is also the END: a small body in one entry
+export const ITEMS = 22; // a stream item that is a value (a batch of records), not raw bytes

@@ -9,6 +9,7 @@ import {
   type CallRes,
   StoreError,
   type StoreTopics,
+  type StreamItem,
   type StreamName,
   type StreamReq,
 } from "./store-api.ts";
@@ -27,6 +28,7 @@ import {
   ERROR,
   EVENT,
   isBindingDescriptor,
+  ITEMS,
   LAST_CHUNK,
   OPEN,
   RESULT,
@@ -179,9 +181,12 @@ class RingStoreClient implements AttachedStoreClient, Endpoint {
     this.#sweeper = null;
   }
 
-  stream<M extends StreamName>(method: M, req: StreamReq<M>): AsyncIterable<Uint8Array> {
+  stream<M extends StreamName>(method: M, req: StreamReq<M>): AsyncIterable<StreamItem<M>> {
     if (this.#dead) throw this.#dead;
-    return { [Symbol.asyncIterator]: () => new ClientStream(this, method, req) };
+    return {
+      [Symbol.asyncIterator]: () =>
+        new ClientStream(this, method, req) as AsyncIterator<StreamItem<M>>,
+    };
   }
 
   subscribe<T extends keyof StoreTopics>(
@@ -299,6 +304,9 @@ class RingStoreClient implements AttachedStoreClient, Endpoint {
           }
           break;
         }
+        case ITEMS:
+          this.#streams.get(id)?.deliver(this.#decode(handle, length, at));
+          break;
         case END:
           this.#streams.get(id)?.finish();
           this.#streams.delete(id);
@@ -415,8 +423,9 @@ class RingStoreClient implements AttachedStoreClient, Endpoint {
   }
 }
 
-/** One `stream()` consumption: bounded by the credit window, cancelled by `return()`. */
-class ClientStream implements AsyncIterator<Uint8Array> {
+/** One `stream()` consumption: bounded by the credit window, cancelled by `return()`. Its
+ * items are byte chunks or (ITEMS) decoded values. */
+class ClientStream implements AsyncIterator<unknown> {
   readonly id: number;
   readonly #client: RingStoreClient;
   readonly #method: string;
@@ -424,7 +433,7 @@ class ClientStream implements AsyncIterator<Uint8Array> {
   #opened = false;
   #done = false;
   #error: unknown = null;
-  readonly #queue: Uint8Array[] = [];
+  readonly #queue: unknown[] = [];
   #consumed = 0;
   #waiter: Pending | null = null;
 
@@ -435,7 +444,7 @@ class ClientStream implements AsyncIterator<Uint8Array> {
     this.id = client.newStreamId();
   }
 
-  next(): Promise<IteratorResult<Uint8Array>> {
+  next(): Promise<IteratorResult<unknown>> {
     if (!this.#opened) {
       this.#opened = true;
       try {
@@ -445,8 +454,7 @@ class ClientStream implements AsyncIterator<Uint8Array> {
         return Promise.reject(err);
       }
     }
-    const chunk = this.#queue.shift();
-    if (chunk) return Promise.resolve(this.#take(chunk));
+    if (this.#queue.length > 0) return Promise.resolve(this.#take(this.#queue.shift()));
     if (this.#error) return Promise.reject(this.#error);
     if (this.#done) return Promise.resolve({ done: true, value: undefined });
     return new Promise((resolve, reject) => {
@@ -460,7 +468,7 @@ class ClientStream implements AsyncIterator<Uint8Array> {
     return this.#waiter !== null && this.#waiter.born <= tick;
   }
 
-  return(): Promise<IteratorResult<Uint8Array>> {
+  return(): Promise<IteratorResult<unknown>> {
     if (!this.#done) {
       this.#done = true;
       this.#queue.length = 0;
@@ -474,7 +482,7 @@ class ClientStream implements AsyncIterator<Uint8Array> {
   }
 
   /** Gives credit back as the consumer takes chunks: half a window at a time. */
-  #take(chunk: Uint8Array): IteratorResult<Uint8Array> {
+  #take(chunk: unknown): IteratorResult<unknown> {
     this.#consumed++;
     if (this.#consumed * 2 >= this.#client.window) {
       this.#client.credit(this.id, this.#consumed);
@@ -483,7 +491,7 @@ class ClientStream implements AsyncIterator<Uint8Array> {
     return { done: false, value: chunk };
   }
 
-  deliver(chunk: Uint8Array): void {
+  deliver(chunk: unknown): void {
     if (this.#done) return;
     const w = this.#waiter;
     if (w) {

@@ -17,6 +17,7 @@ import {
   ERROR,
   EVENT,
   isBindingDescriptor,
+  ITEMS,
   LAST_CHUNK,
   OPEN,
   RESULT,
@@ -278,8 +279,21 @@ class ServedBinding implements Endpoint {
       held = 0;
     };
     try {
-      const iterable = handler(req, this.#ctx) as AsyncIterable<Uint8Array>;
+      const iterable = handler(req, this.#ctx) as AsyncIterable<unknown>;
       pieces: for await (const piece of iterable) {
+        if (!(piece instanceof Uint8Array)) {
+          // A batch of records: one entry, sent at once (never held: it may define names,
+          // which must reach the client before anything sent after them cites them).
+          while (s.credit <= 0 && !s.cancelled) {
+            sendHeld();
+            await new Promise<void>((r) => s.wake = r);
+          }
+          if (s.cancelled) break pieces;
+          sendHeld();
+          if (!await this.#sendItems(id, piece, s)) break pieces;
+          s.credit--;
+          continue;
+        }
         for (let off = 0; off < piece.byteLength;) {
           while (s.credit <= 0 && !s.cancelled) {
             sendHeld(); // the consumer returns credit only for chunks it has received
@@ -314,6 +328,22 @@ class ServedBinding implements Endpoint {
     } finally {
       if (held !== 0) this.#heap.free(held, this.#own);
       this.#streams.delete(id);
+    }
+  }
+
+  /** Sends one stream item that is a value; waits (briefly, bounded) for heap space, then
+   * fails "busy". False if the stream was cancelled or the binding closed meanwhile. */
+  async #sendItems(id: number, items: unknown, s: ServedStream): Promise<boolean> {
+    for (let i = 0;; i++) {
+      if (s.cancelled || this.#closed) return false;
+      try {
+        this.#backlog.sendValue(ITEMS, id, items, this.#sent);
+        return true;
+      } catch (err) {
+        const busy = err instanceof StoreError && err.code === "busy";
+        if (!busy || i >= CHUNK_ALLOC_TRIES) throw err;
+      }
+      await new Promise((r) => setTimeout(r, CHUNK_ALLOC_PAUSE_MS));
     }
   }
 

@@ -465,7 +465,11 @@ export interface StoreCalls {
   };
 }
 
-/** Streaming reads: the result arrives as a sequence of byte chunks, bounded in size. */
+/**
+ * Streaming reads: the result arrives as a sequence of items, each bounded in size, with
+ * credit-based flow control. A byte stream's items are chunks (Uint8Array); a listing's items
+ * are batches of records, so a 100,000-message folder never crosses as one value.
+ */
 export interface StoreStreams {
   /** The message as stored: local prefix then body, byte-exact. */
   "message.read": {
@@ -476,16 +480,29 @@ export interface StoreStreams {
       offset?: number;
       length?: number;
     };
+    item: Uint8Array;
   };
   /** The body of a queued message, for the outbound SMTP client. */
-  "queue.read": { req: { queueId: number } };
+  "queue.read": { req: { queueId: number }; item: Uint8Array };
+  /**
+   * A folder's messages in uid order (after `sinceUid`), in batches of at most
+   * FOLDER_MESSAGES_BATCH: what `message.list` answers in one value, for folders of any size.
+   */
+  "folder.messages": {
+    req: { userId: UserId; folderId: FolderId; sinceUid?: number };
+    item: MessageSummary[];
+  };
 }
+
+/** Records per batch of a listing stream (folder.messages). */
+export const FOLDER_MESSAGES_BATCH = 500;
 
 export type CallName = keyof StoreCalls;
 export type CallReq<M extends CallName> = StoreCalls[M]["req"];
 export type CallRes<M extends CallName> = StoreCalls[M]["res"];
 export type StreamName = keyof StoreStreams;
 export type StreamReq<M extends StreamName> = StoreStreams[M]["req"];
+export type StreamItem<M extends StreamName> = StoreStreams[M]["item"];
 
 /** Topics the store publishes on. */
 export interface StoreTopics {

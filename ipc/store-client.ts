@@ -7,14 +7,16 @@ import {
   type CallRes,
   StoreError,
   type StoreTopics,
+  type StreamItem,
   type StreamName,
   type StreamReq,
 } from "./store-api.ts";
 
 export interface StoreClient {
   call<M extends CallName>(method: M, req: CallReq<M>): Promise<CallRes<M>>;
-  /** A bounded-chunk stream of bytes; breaking out of the loop cancels it. */
-  stream<M extends StreamName>(method: M, req: StreamReq<M>): AsyncIterable<Uint8Array>;
+  /** A stream of bounded items (byte chunks, or batches of records); breaking out of the loop
+   * cancels it. */
+  stream<M extends StreamName>(method: M, req: StreamReq<M>): AsyncIterable<StreamItem<M>>;
   /** Push notifications from the store; returns the unsubscribe function. */
   subscribe<T extends keyof StoreTopics>(
     topic: T,
@@ -81,7 +83,7 @@ export type CallHandlers = {
   [M in CallName]: (req: CallReq<M>, ctx: CallContext) => Promise<CallRes<M>> | CallRes<M>;
 };
 export type StreamHandlers = {
-  [M in StreamName]: (req: StreamReq<M>, ctx: CallContext) => AsyncIterable<Uint8Array>;
+  [M in StreamName]: (req: StreamReq<M>, ctx: CallContext) => AsyncIterable<StreamItem<M>>;
 };
 
 export type Publisher = <T extends keyof StoreTopics>(topic: T, event: StoreTopics[T]) => void;
@@ -122,7 +124,7 @@ export function createDirectStoreClient(
       const handler = service.streams[method] as (
         r: typeof req,
         c: CallContext,
-      ) => AsyncIterable<Uint8Array>;
+      ) => AsyncIterable<never>;
       return handler(req, ctx);
     },
     subscribe(topic, listener) {

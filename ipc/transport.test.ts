@@ -2,9 +2,10 @@
 // doorbells): the same semantics as createDirectStoreClient, plus clean-up and backpressure.
 import { afterEach, describe, expect, test } from "bun:test";
 import { type AttachedStoreClient, attachStoreClient, QueueManager, serveStore } from "./mod.ts";
-import { StoreError } from "./store-api.ts";
+import { FOLDER_MESSAGES_BATCH, StoreError } from "./store-api.ts";
 import { createTestService, patternBlock } from "./fixtures/test-service.ts";
 import { INLINE_BYTES } from "./ring.ts";
+import { eventually } from "../tests/helpers.ts";
 
 const opened: { close(): void }[] = [];
 afterEach(() => {
@@ -143,6 +144,38 @@ describe("ring transport, one thread", () => {
     expect(offset).toBe(total);
     // window of 4 chunks: the producer never ran ahead of its credit
     expect(maxUsed).toBeLessThanOrEqual(4 * 8 * 1024);
+  });
+
+  test("a 100,000-message listing arrives whole and in order, in bounded batches", async () => {
+    const { connect, qm, log } = setup({ window: 4 });
+    const store = connect("imap-9");
+    let next = 1;
+    let batches = 0;
+    let maxUsed = 0;
+    const closed = log.streamsClosed;
+    for await (
+      const batch of store.stream("folder.messages", { userId: 1, folderId: 1, sinceUid: 100_000 })
+    ) {
+      expect(batch.length).toBeLessThanOrEqual(FOLDER_MESSAGES_BATCH);
+      for (const m of batch) {
+        expect(m.uid).toBe(next);
+        expect(m.uniqueId).toBe(`u${next}`);
+        next++;
+      }
+      batches++;
+      maxUsed = Math.max(maxUsed, qm.stats().heapUsedBytes);
+      if (batches % 50 === 0) await new Promise((r) => setTimeout(r, 0)); // a slow consumer
+    }
+    expect(next - 1).toBe(100_000);
+    expect(batches).toBe(100_000 / FOLDER_MESSAGES_BATCH);
+    // a window of 4 batches of ~100 B records: never the whole listing in the shared heap
+    expect(maxUsed).toBeLessThan(4 * FOLDER_MESSAGES_BATCH * 256);
+    expect(qm.stats().heapUsedBytes).toBe(0);
+    // breaking out early cancels the producer
+    for await (
+      const _ of store.stream("folder.messages", { userId: 1, folderId: 1, sinceUid: 100_000 })
+    ) break;
+    await eventually(() => log.streamsClosed === closed + 2);
   });
 
   test("every stream length arrives whole, the last chunk ending it, even with a window of 1", async () => {

@@ -117,10 +117,16 @@ export function messagesByUid(core: Core, folderId: FolderId, uids: number[]): M
   ).all(folderId, JSON.stringify(uids.map(Number))) as MessageRow[];
 }
 
-export function listMessages(core: Core, folderId: FolderId, sinceUid = 0): MessageSummary[] {
+/** A folder's messages after `sinceUid`, in uid order; at most `limit` of them (-1: all). */
+export function listMessages(
+  core: Core,
+  folderId: FolderId,
+  sinceUid = 0,
+  limit = -1,
+): MessageSummary[] {
   return (core.db.query(
-    `SELECT ${COLS} FROM messages WHERE folder_id = ? AND uid > ? ORDER BY uid`,
-  ).all(folderId, sinceUid) as MessageRow[]).map((r) => summary(r, core.uidlEpoch));
+    `SELECT ${COLS} FROM messages WHERE folder_id = ? AND uid > ? ORDER BY uid LIMIT ?`,
+  ).all(folderId, sinceUid, limit) as MessageRow[]).map((r) => summary(r, core.uidlEpoch));
 }
 
 /** A user's usage and effective limits (their own quota, else the store's default). */

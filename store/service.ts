@@ -3,6 +3,7 @@
 // ("internal") with a log line; nothing thrown here can take the store worker down.
 import {
   type CallName,
+  FOLDER_MESSAGES_BATCH,
   type FolderInfo,
   READ_MANY_MAX_IDS,
   StoreError,
@@ -486,6 +487,23 @@ export function createService(p: ServiceParts): StoreService {
       return streamLayout(core, () => readableBody(r.userId, messageId), offset, length);
     },
     "queue.read": (r) => streamBody(core, queueBody(core, id(r.queueId, "queueId")), null),
+    "folder.messages": (r) => {
+      const userId = id(r.userId, "userId");
+      const folderId = id(r.folderId, "folderId");
+      let since = Number(r.sinceUid ?? 0);
+      return (async function* () {
+        // One short read per batch, not one long one: a listing the consumer reads slowly
+        // must not hold a read transaction (and the WAL) open. Messages delivered meanwhile
+        // after the last uid listed appear; expunged ones vanish, as between two IMAP polls.
+        for (;;) {
+          const f = accessibleFolder(core, userId, folderId, "r"); // a revoked right ends it
+          const batch = listMessages(core, f.id, since, FOLDER_MESSAGES_BATCH);
+          if (batch.length > 0) yield batch;
+          if (batch.length < FOLDER_MESSAGES_BATCH) return;
+          since = batch[batch.length - 1]!.uid;
+        }
+      })();
+    },
   };
 
   return {
@@ -548,9 +566,9 @@ function guardStreams(core: Core, streams: StreamHandlers): StreamHandlers {
       // Errors surface on the first `next()`, as they would across the ring.
       return (async function* () {
         if (core.closed) throw new StoreError("unavailable", "store is closed");
-        let it: AsyncIterable<Uint8Array>;
+        let it: AsyncIterable<unknown>;
         try {
-          it = (fn as (r: unknown, c: unknown) => AsyncIterable<Uint8Array>)(req, ctx);
+          it = (fn as (r: unknown, c: unknown) => AsyncIterable<unknown>)(req, ctx);
         } catch (err) {
           throw toStoreError(core, name, err);
         }

@@ -1,6 +1,6 @@
 // Delivery, reading, listing, locking and expunging through the StoreService contract.
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
-import { StoreError } from "../../ipc/store-api.ts";
+import { FOLDER_MESSAGES_BATCH, StoreError } from "../../ipc/store-api.ts";
 import { dec, deliver, enc, type Fixture, fixture, message, readAll } from "./helpers.ts";
 
 let f: Fixture;
@@ -92,6 +92,39 @@ describe("delivery", () => {
     expect(dec(bytes)).toBe("Return-Path: <s@remote.test>\r\n" + body);
     expect(list[0]!.size).toBe(bytes.length);
     expect(list[0]!.uniqueId).toMatch(/^[\x21-\x7e]{1,70}$/);
+  });
+
+  test("folder.messages lists what message.list does, in batches, for a folder of any size", async () => {
+    const a = await inbox("alice@example.com");
+    const n = FOLDER_MESSAGES_BATCH * 2 + 7;
+    for (let i = 0; i < n; i++) {
+      await deliver(f.client, message(`m${i}`, "x"), ["alice@example.com"]);
+    }
+    const sizes: number[] = [];
+    const streamed = [];
+    for await (const batch of f.client.stream("folder.messages", a)) {
+      sizes.push(batch.length);
+      streamed.push(...batch);
+    }
+    expect(sizes).toEqual([FOLDER_MESSAGES_BATCH, FOLDER_MESSAGES_BATCH, 7]);
+    expect(streamed).toEqual(await f.client.call("message.list", a));
+    const since = streamed[FOLDER_MESSAGES_BATCH + 2]!.uid;
+    const rest = [];
+    for await (const batch of f.client.stream("folder.messages", { ...a, sinceUid: since })) {
+      rest.push(...batch);
+    }
+    expect(rest).toEqual(streamed.filter((m) => m.uid > since));
+    // Someone else's folder without a right to read it: an error, and nothing listed.
+    const bob = await userId("bob@example.com");
+    const denied = await (async () => {
+      try {
+        for await (const _ of f.client.stream("folder.messages", { ...a, userId: bob })) break;
+      } catch (e) {
+        return e as StoreError;
+      }
+      return null;
+    })();
+    expect(denied).toBeInstanceOf(StoreError);
   });
 
   test("chunks are bounded by chunkBytes", async () => {
