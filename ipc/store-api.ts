@@ -98,10 +98,14 @@ export interface MessageSummary {
   uniqueId: string;
 }
 
+/**
+ * A POP3 maildrop lock. The maildrop is the folder's messages with uids below
+ * `folder.uidNext` as the lock saw it (RFC 1939 §8: mail that arrives later is not part of
+ * the session); list them with the `folder.messages` stream, which any folder size fits.
+ */
 export interface MailboxLock {
   lockId: string;
   folder: FolderInfo;
-  messages: MessageSummary[];
 }
 
 /** A change pushed to subscribers (IMAP IDLE, NNTP, webmail). */

@@ -236,11 +236,7 @@ export function createService(p: ServiceParts): StoreService {
       const f = requireFolder(core, u.id, r.folder ?? "INBOX");
       const lockId = locks.acquire(u.id, f.id, ctx.peer, r.owner);
       try {
-        return {
-          lockId,
-          folder: folderInfo(core, f, u.id),
-          messages: listMessages(core, f.id),
-        };
+        return { lockId, folder: folderInfo(core, f, u.id) };
       } catch (err) {
         locks.release(lockId);
         throw err;

@@ -1,6 +1,27 @@
 // The locked maildrop as one session sees it (RFC 1939 §5): messages numbered from 1 in the
 // order they were when the lock was taken, deletion marks that only QUIT commits.
-import type { FolderInfo, MailboxLock, MessageSummary } from "../../ipc/store-api.ts";
+import type { FolderInfo, MailboxLock, MessageSummary, UserId } from "../../ipc/store-api.ts";
+import type { StoreClient } from "../../ipc/store-client.ts";
+
+/**
+ * The messages of a locked maildrop: the folder's, up to the last uid the lock saw (RFC 1939
+ * §8), read in batches so a maildrop of any size crosses from the store in bounded pieces.
+ */
+export async function listMaildrop(
+  store: StoreClient,
+  userId: UserId,
+  lock: MailboxLock,
+): Promise<MessageSummary[]> {
+  const out: MessageSummary[] = [];
+  const folderId = lock.folder.folderId;
+  for await (const batch of store.stream("folder.messages", { userId, folderId })) {
+    for (const m of batch) {
+      if (m.uid >= lock.folder.uidNext) return out; // arrived after the lock: not ours
+      out.push(m);
+    }
+  }
+  return out;
+}
 
 export type Lookup =
   | { kind: "ok"; message: MessageSummary }
@@ -13,10 +34,10 @@ export class Maildrop {
   readonly #messages: MessageSummary[];
   readonly #deleted: boolean[];
 
-  constructor(lock: MailboxLock) {
+  constructor(lock: MailboxLock, messages: MessageSummary[]) {
     this.lockId = lock.lockId;
     this.folder = lock.folder;
-    this.#messages = [...lock.messages].sort((a, b) => a.uid - b.uid);
+    this.#messages = [...messages].sort((a, b) => a.uid - b.uid);
     this.#deleted = this.#messages.map(() => false);
   }
 

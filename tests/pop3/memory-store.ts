@@ -140,7 +140,6 @@ export class MemoryStore {
             unseen: 0,
             subscribed: true,
           },
-          messages: this.#summaries(u),
         };
       },
       "mailbox.unlock": (req) => {
@@ -167,6 +166,14 @@ export class MemoryStore {
     };
     const streams: Partial<StreamHandlers> = {
       "message.read": (req) => this.#read(req.userId ?? 0, req.messageId),
+      "folder.messages": (req) => {
+        this.#check("folder.messages");
+        const all = this.#summaries(this.#user(req.userId))
+          .filter((m) => m.uid > (req.sinceUid ?? 0));
+        return (async function* () {
+          for (let i = 0; i < all.length; i += 2) yield all.slice(i, i + 2); // small batches
+        })();
+      },
     };
     return {
       calls: new Proxy(calls, {

@@ -203,6 +203,11 @@ describe("POP3 protocol", () => {
     store.failNext.set("mailbox.lock", "unavailable");
     await c.command("USER bob@example.com");
     expect(await c.command("PASS bobpw")).toStartWith("-ERR [SYS/TEMP]");
+    // Locked, but the listing fails: a temporary error, and the lock is let go (the next
+    // login would be "in use" otherwise).
+    store.failNext.set("folder.messages", "unavailable");
+    await c.command("USER bob@example.com");
+    expect(await c.command("PASS bobpw")).toStartWith("-ERR [SYS/TEMP]");
     await c.command("USER bob@example.com");
     expect(await c.command("PASS bobpw")).toStartWith("+OK");
     store.failNext.set("message.read", "busy");

@@ -175,6 +175,31 @@ print(json.dumps(out))
     expect(out.after_quit).toBe("Subject: b2\r\n\r\n2");
   });
 
+  test("mail that arrives during a session is not in its maildrop, and is in the next", async () => {
+    await store.addUser("dora@example.com", "dorapw");
+    await deliver("dora@example.com", "Subject: c1\r\n\r\n1\r\n");
+    const out = JSON.parse(
+      await python(
+        PY + `
+s = session("dora@example.com", "dorapw")
+before = s.stat()[0]
+m = smtplib.SMTP("127.0.0.1", int(os.environ["SMTP"]))
+m.sendmail("x@example.org", ["dora@example.com"], b"Subject: c2\\r\\n\\r\\n2\\r\\n")
+m.quit()
+out["during"] = [before, s.stat()[0], len(s.uidl()[1])]
+s.quit()
+t = session("dora@example.com", "dorapw")
+out["next"] = t.stat()[0]
+t.quit()
+print(json.dumps(out))
+`,
+        { PORT: String(pop3Port), SMTP: String(smtpPort) },
+      ),
+    );
+    expect(out.during).toEqual([1, 1, 1]); // RFC 1939 §8: the maildrop as locked
+    expect(out.next).toBe(2);
+  });
+
   test("a message delivered by SMTP shows up over POP3", async () => {
     const out = JSON.parse(
       await python(

@@ -11,7 +11,7 @@ import {
   SaslError,
 } from "../../wire/mod.ts";
 import { capabilities, saslMechanisms } from "../capabilities.ts";
-import { Maildrop } from "../maildrop.ts";
+import { listMaildrop, Maildrop } from "../maildrop.ts";
 import type { Pop3Command } from "../parser.ts";
 import { code, CRLF, err, ok, storeFailure } from "../replies.ts";
 import type { Outcome, Pop3Session } from "../session.ts";
@@ -212,13 +212,25 @@ async function login(s: Pop3Session, username: string, password: string): Promis
     });
     return s.reply(storeFailure(e, "Opening the maildrop"));
   }
+  let messages;
+  try {
+    messages = s.closed ? [] : await listMaildrop(store, account.userId, lock);
+  } catch (e) {
+    s.log.info("maildrop.list_failed", {
+      conn: s.conn.id,
+      user: account.address,
+      error: e as Error,
+    });
+    await s.releaseLock(lock.lockId);
+    return s.reply(storeFailure(e, "Opening the maildrop"));
+  }
   if (s.closed) {
     // The peer left while we were locking: let go at once, nothing else happened.
     await s.releaseLock(lock.lockId);
     return;
   }
   s.account = account;
-  s.maildrop = new Maildrop(lock);
+  s.maildrop = new Maildrop(lock, messages);
   s.state = "transaction";
   const { count, size } = s.maildrop.stat();
   s.log.info("auth.ok", { conn: s.conn.id, user: account.address, messages: count });
