@@ -1,12 +1,14 @@
 // Commands that open the store in this process: accounts, aliases, the queue, verify, compact,
 // backup/restore and import/export. They work whether or not a server runs on the same data
 // dir: beside a running server the store opens "shared" (SQL only; page allocation and
-// reclaim stay with the server), so commands that write bodies ask for the server to stop.
+// reclaim stay with the server). Import hands its work to the running server through its
+// control socket; compact and restore ask for the server to stop.
 import { existsSync } from "node:fs";
+import { resolve } from "node:path";
 import { createDirectStoreClient } from "../ipc/store-client.ts";
 import { silentLogger } from "../log/mod.ts";
 import { openStore, restoreStore, type Store, storeOptionsFromMetabase } from "../store/mod.ts";
-import { readStatus } from "../supervisor/mod.ts";
+import { controlRequest, readStatus } from "../supervisor/mod.ts";
 import {
   type Command,
   err,
@@ -292,6 +294,39 @@ ${METABASE_HELP}`,
   },
 };
 
+/**
+ * `import` beside a running server: the server's store worker (which owns the page file) reads
+ * the mbox or Maildir and delivers it; this command shows the progress. Null when no server
+ * runs on this data dir (the command then imports itself).
+ */
+async function importThroughServer(
+  metabaseFile: string | undefined,
+  format: "mbox" | "maildir",
+  path: string,
+  user: string,
+  folder: string | undefined,
+): Promise<number | null> {
+  const { paths } = openMetabase(metabaseFile);
+  if (!readStatus(paths.runDir)?.alive) return null;
+  const request = { op: "import", format, path: resolve(path), user, folder };
+  try {
+    const answer = await controlRequest(paths.runDir, request, (p) => {
+      const { messages, bytes } = p as { messages: number; bytes: number };
+      err(`… ${messages} message(s), ${bytes} bytes so far`);
+    });
+    if (answer === null) {
+      err("the server is running but its control socket does not answer: stop it to import");
+      return 1;
+    }
+    const { messages, bytes } = answer.done as { messages: number; bytes: number };
+    out(`imported ${messages} message(s), ${bytes} bytes (by the running server)`);
+    return 0;
+  } catch (e) {
+    err(`posthorn import: ${(e as Error).message}`);
+    return 1;
+  }
+}
+
 function moveCommand(direction: "import" | "export"): Command {
   return {
     name: direction,
@@ -319,6 +354,10 @@ ${METABASE_HELP}`,
       }
       if (!isAddress(values.user)) throw new UsageError("--user ADDRESS is required");
       const u = values.user.toLowerCase();
+      if (direction === "import") {
+        const online = await importThroughServer(values.metabase, format, path, u, values.folder);
+        if (online !== null) return online;
+      }
       return withStore(values.metabase, async (store) => {
         if (direction === "import" && !store.owner) {
           err("the server is running on this store: stop it before importing");

@@ -496,6 +496,16 @@ export interface StoreStreams {
     req: { userId: UserId; folderId: FolderId; sinceUid?: number };
     item: MessageSummary[];
   };
+  /**
+   * Imports an mbox file or a Maildir (paths as the store worker sees them) into a user's
+   * folder, the way `posthorn import` does with the server stopped; the items report
+   * progress (messages and bytes so far), the last one the total. Breaking out stops the
+   * import between two messages; what was imported stays.
+   */
+  "store.import": {
+    req: { format: "mbox" | "maildir"; path: string; user: string; folder?: string };
+    item: { messages: number; bytes: number }[];
+  };
 }
 
 /** Records per batch of a listing stream (folder.messages). */

@@ -27,6 +27,13 @@ export interface MoveContext {
   committer: Committer;
 }
 
+/** An import run by the server (store.import): told of each message stored, asked whether
+ * to go on before the next one. */
+export interface ImportWatch {
+  stored(report: MoveReport): void;
+  stopped(): boolean;
+}
+
 interface Origin {
   /** mbox: the From_ line with its line break; Maildir: the file name and subdir. */
   from?: string;
@@ -134,6 +141,7 @@ export async function importMbox(
   path: string,
   user: string,
   folder = "INBOX",
+  watch?: ImportWatch,
 ): Promise<MoveReport> {
   const u = targetUser(ctx.core, user);
   const f = ensureFolder(ctx.core, u.id, folder);
@@ -147,8 +155,10 @@ export async function importMbox(
     await store(ctx, f.id, bytes, [], fromLineDate(fromLine), { from: fromLine, sep });
     report.messages++;
     report.bytes += bytes.length;
+    watch?.stored(report);
   };
   for await (const line of fileLines(path)) {
+    if (watch?.stopped()) return report;
     if (isFromLine(line) && prevBlank) {
       // The blank line before a From_ line separates messages; it is not part of either.
       let sep = "";
@@ -177,6 +187,64 @@ export async function importMbox(
   if (lines.length > 0 && isBlank(lines[lines.length - 1]!)) sep = latin1.decode(lines.pop()!);
   await flush(sep);
   return report;
+}
+
+/** How often a running store.import reports progress: well inside ipc.callTimeoutMs, so a
+ * long import never looks like a stalled stream. */
+const PROGRESS_MS = 2000;
+
+/**
+ * store.import: runs an import in the store worker and reports progress (messages and bytes
+ * so far) at most every PROGRESS_MS, then the total. A consumer that stops reading ends the
+ * import between two messages; what was stored stays.
+ */
+export async function* importProgress(
+  ctx: MoveContext,
+  format: "mbox" | "maildir",
+  path: string,
+  user: string,
+  folder: string | undefined,
+  progressMs = PROGRESS_MS,
+): AsyncGenerator<MoveReport[]> {
+  let stop = false;
+  let latest: MoveReport | null = null;
+  let lastSent = performance.now();
+  let wake: (() => void) | null = null;
+  const poke = () => {
+    const w = wake;
+    wake = null;
+    w?.();
+  };
+  const watch: ImportWatch = {
+    stored(report) {
+      latest = { ...report };
+      if (performance.now() - lastSent >= progressMs) poke();
+    },
+    stopped: () => stop,
+  };
+  let finished = false;
+  let total: MoveReport | null = null;
+  let failure: unknown = null;
+  const run = (format === "mbox" ? importMbox : importMaildir)(ctx, path, user, folder, watch)
+    .then((r) => void (total = r), (e) => void (failure = e))
+    .finally(() => {
+      finished = true;
+      poke();
+    });
+  try {
+    while (!finished) {
+      await new Promise<void>((r) => wake = r);
+      if (!finished && latest) {
+        lastSent = performance.now();
+        yield [latest];
+      }
+    }
+    if (failure !== null) throw failure;
+    yield [total!];
+  } finally {
+    stop = true;
+    await run;
+  }
 }
 
 function folderMessages(core: Core, user: string, folder: string): MessageRow[] {
@@ -283,6 +351,7 @@ export async function importMaildir(
   path: string,
   user: string,
   folder?: string,
+  watch?: ImportWatch,
 ): Promise<MoveReport> {
   const u = targetUser(ctx.core, user);
   const report: MoveReport = { messages: 0, bytes: 0 };
@@ -297,6 +366,7 @@ export async function importMaildir(
     if (files.length === 0 && name !== "INBOX") continue;
     const f = ensureFolder(ctx.core, u.id, target);
     for (const [sub, file] of files) {
+      if (watch?.stopped()) return report;
       const full = join(dir, sub, file);
       const info = file.includes(":2,") ? file.slice(file.indexOf(":2,") + 3) : "";
       const flags = MAILDIR_FLAGS.filter(([c]) => info.includes(c)).map(([, fl]) => fl);
@@ -304,6 +374,7 @@ export async function importMaildir(
       await store(ctx, f.id, bytes, flags, fs.statSync(full).mtimeMs, { file, sub });
       report.messages++;
       report.bytes += bytes.length;
+      watch?.stored(report);
     }
   }
   return report;

@@ -10,6 +10,7 @@ import {
   type UserId,
 } from "../ipc/store-api.ts";
 import type { CallHandlers, StoreService, StreamHandlers } from "../ipc/store-client.ts";
+import { isAbsolute } from "node:path";
 import { accountInfo, userByAddress, userById } from "./accounts.ts";
 import { parseAddress } from "./addresses.ts";
 import type { Authenticator } from "./auth.ts";
@@ -53,6 +54,7 @@ import {
   queueSettle,
 } from "./queue.ts";
 import { isLocalDomain, ownsAddress, resolveRecipient } from "./resolve.ts";
+import { importProgress } from "./migrate.ts";
 import type { Uploads } from "./uploads.ts";
 
 export interface ServiceParts {
@@ -483,6 +485,17 @@ export function createService(p: ServiceParts): StoreService {
       return streamLayout(core, () => readableBody(r.userId, messageId), offset, length);
     },
     "queue.read": (r) => streamBody(core, queueBody(core, id(r.queueId, "queueId")), null),
+    "store.import": (r) => {
+      if (r.format !== "mbox" && r.format !== "maildir") {
+        throw new StoreError("invalid", "format: mbox or maildir");
+      }
+      // The store worker's working directory is not the command line's.
+      if (typeof r.path !== "string" || !isAbsolute(r.path)) {
+        throw new StoreError("invalid", "path: an absolute path");
+      }
+      const folder = typeof r.folder === "string" ? r.folder : undefined;
+      return importProgress({ core, uploads, committer }, r.format, r.path, String(r.user), folder);
+    },
     "folder.messages": (r) => {
       const userId = id(r.userId, "userId");
       const folderId = id(r.folderId, "folderId");

@@ -3,7 +3,7 @@
 // workers with back-off while the rest keep serving, follows metabase edits, writes the event
 // log and the status file, and shuts everything down in order.
 import { mkdirSync, readFileSync } from "node:fs";
-import { attachStoreClient, QueueManager } from "../ipc/mod.ts";
+import { attachStoreClient, QueueManager, StoreError } from "../ipc/mod.ts";
 import { eventLogSink, type Logger, type LogRecord, makeLogger } from "../log/mod.ts";
 import {
   ENGINES,
@@ -22,6 +22,7 @@ import { isBuilt, listenersOf } from "./engines.ts";
 import type { BoundInfo, FromWorker, ToWorker, WorkerRole } from "./messages.ts";
 import { acquireRunLock, type ListenerStatus, releaseRunLock, writeStatus } from "./status.ts";
 import { StoreProxy } from "./store-proxy.ts";
+import { type ControlReply, ControlServer } from "./control.ts";
 import { WorkerSlot } from "./worker-slot.ts";
 
 export interface SupervisorOptions {
@@ -48,6 +49,7 @@ export class Supervisor {
   #watcher: MetabaseWatcher | null = null;
   #health: ReturnType<typeof setInterval> | null = null;
   #watchdog: ReturnType<typeof setInterval> | null = null;
+  #control: ControlServer | null = null;
   #storeMisses = 0;
   #stopping = false;
   #storeUp: Promise<void> = Promise.resolve();
@@ -111,6 +113,12 @@ export class Supervisor {
         }
       }
     }
+    this.#control = new ControlServer(
+      this.paths.runDir,
+      { import: (req, reply) => this.#import(req, reply) },
+      this.log,
+    );
+    this.#control.start();
     this.#writeStatus();
     // Compared with the text read at construction: an edit made while starting is applied.
     this.#watcher = watchMetabase(this.paths.file, this.#loadedText, (r) => void this.#apply(r));
@@ -179,12 +187,40 @@ export class Supervisor {
     slot.post({ type: how === "throw" ? "test.crash" : "test.hang" });
   }
 
+  /**
+   * `posthorn import` while the server runs: the store worker, which owns the page file, reads
+   * the mbox or Maildir itself and delivers in its usual commits; progress goes back to the
+   * command line, and its hanging up stops the import between two messages.
+   */
+  async #import(req: Record<string, unknown>, reply: ControlReply): Promise<unknown> {
+    const format = req.format === "mbox" || req.format === "maildir" ? req.format : null;
+    if (!format || typeof req.path !== "string" || typeof req.user !== "string") {
+      throw new StoreError("invalid", "import wants format mbox|maildir, path and user");
+    }
+    let last: unknown = null; // the store's last report is the total: the answer, not progress
+    const progress = this.store.stream("store.import", {
+      format,
+      path: req.path,
+      user: req.user,
+      folder: typeof req.folder === "string" ? req.folder : undefined,
+    });
+    for await (const batch of progress) {
+      for (const p of batch) {
+        if (last !== null) reply.progress(last);
+        last = p;
+      }
+      if (reply.gone) break; // leaving the loop cancels the import in the store
+    }
+    return last ?? { messages: 0, bytes: 0 };
+  }
+
   async stop(): Promise<void> {
     if (this.#stopping) return;
     this.#stopping = true;
     const graceMs = this.metabase.supervisor.shutdownGraceSeconds * 1000;
     this.log.info("supervisor.stopping", { graceMs });
     this.#watcher?.close();
+    this.#control?.stop();
     if (this.#health) clearInterval(this.#health);
     if (this.#watchdog) clearInterval(this.#watchdog);
     // Engines first (they stop accepting and finish transactions), then the store.

@@ -113,3 +113,46 @@ test("a port another process holds stops the start loudly instead of being share
     holder.stop(true);
   }
 });
+
+test("import while the server runs: the server's store does it, with progress; errors are clean", async () => {
+  const dir = tempDir();
+  dirs.push(dir);
+  const file = join(dir, "metabase.json");
+  writeFileSync(file, JSON.stringify(testMetabase()));
+  const s = await serve(["--metabase", file]);
+  try {
+    expect(cli(["user", "add", "ann@example.test", "--password-stdin", "-m", file], "pw\n").code)
+      .toBe(0);
+    const mbox = join(dir, "old.mbox");
+    writeFileSync(
+      mbox,
+      "From a@remote.test Thu Jan  1 00:00:00 2024\nSubject: one\n\nfirst\n\n" +
+        "From b@remote.test Thu Jan  1 00:00:01 2024\nSubject: two\n\n>From the past\n\n" +
+        "From c@remote.test Thu Jan  1 00:00:02 2024\nSubject: three\n\nthird\n",
+    );
+    const r = cli(["import", "mbox", mbox, "--user", "ann@example.test", "-m", file]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^imported 3 message\(s\), \d+ bytes \(by the running server\)/);
+    expect(cli(["user", "list", "-m", file]).stdout).toMatch(/ann@example\.test\s.*\b3\b/);
+    // Refused by the store: a clean error, exit 1, and the server carries on.
+    const bad = cli([
+      "import",
+      "mbox",
+      join(dir, "missing.mbox"),
+      "--user",
+      "ann@example.test",
+      "-m",
+      file,
+    ]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/posthorn import: /);
+    const nobody = cli(["import", "mbox", mbox, "--user", "nobody@example.test", "-m", file]);
+    expect(nobody.code).toBe(1);
+    expect(cli(["status", "-m", file]).code).toBe(0);
+  } finally {
+    s.proc.kill("SIGTERM");
+    expect(await s.proc.exited).toBe(0);
+    await s.pump;
+  }
+});

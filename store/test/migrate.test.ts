@@ -2,7 +2,12 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import { join } from "node:path";
-import { dec, type Fixture, fixture, readAll, tempDir } from "./helpers.ts";
+import { addUser } from "../accounts.ts";
+import { Committer } from "../commit.ts";
+import { Core } from "../core.ts";
+import { importProgress } from "../migrate.ts";
+import { Uploads } from "../uploads.ts";
+import { dec, type Fixture, fixture, readAll, storeOptions, tempDir } from "./helpers.ts";
 
 let f: Fixture;
 const t = tempDir("posthorn-migrate-");
@@ -101,5 +106,45 @@ test("Maildir: folders, flags and files exported byte-exact", async () => {
   for (const [p, body] of Object.entries(files)) {
     if (p.startsWith(".")) continue;
     expect(fs.readFileSync(join(out, p), "utf8")).toBe(body);
+  }
+});
+
+test("store.import: the total as its last item; a relative path refused; a consumer that stops reading stops the import", async () => {
+  const src = join(t.dir, "many.mbox");
+  let text = "";
+  for (let i = 0; i < 40; i++) {
+    text += `From x@remote.test Thu Jan  1 00:00:00 2024\nSubject: n${i}\n\nbody ${i}\n\n`;
+  }
+  fs.writeFileSync(src, text);
+  await f.store.addUser("ida@example.com", "pw");
+  const items = [];
+  const req = { format: "mbox" as const, path: src, user: "ida@example.com", folder: "Old" };
+  for await (const batch of f.client.stream("store.import", req)) items.push(...batch);
+  expect(items.at(-1)!.messages).toBe(40);
+  const ida = (await f.client.call("account.get", { address: "ida@example.com" }))!.userId;
+  expect((await f.client.call("folder.status", { userId: ida, name: "Old" })).messages).toBe(40);
+  // The store worker's working directory is not the caller's: only absolute paths.
+  const rel = f.client.stream("store.import", { ...req, path: "many.mbox" });
+  await expect(readAll(rel as AsyncIterable<never>)).rejects.toMatchObject({ code: "invalid" });
+
+  // Progress after every message (interval 0); leaving after the first report stops the
+  // import before the next message: what was stored stays, nothing more comes.
+  const own = tempDir("posthorn-import-stop-");
+  const core = new Core(storeOptions(own.dir));
+  try {
+    await addUser(core, "ida@example.com", "pw");
+    const ctx = { core, uploads: new Uploads(core), committer: new Committer(core) };
+    for await (const batch of importProgress(ctx, "mbox", src, "ida@example.com", "Cut", 0)) {
+      expect(batch[0]!.messages).toBeLessThan(40);
+      break;
+    }
+    const n = core.db.query(
+      "SELECT count(*) AS n FROM messages m JOIN folders f ON f.id = m.folder_id WHERE f.name = 'Cut'",
+    ).get() as { n: number };
+    expect(n.n).toBeGreaterThan(0);
+    expect(n.n).toBeLessThan(40);
+  } finally {
+    core.close();
+    own.cleanup();
   }
 });
