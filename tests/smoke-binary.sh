@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Smoke test of the compiled binary, moved away from the source tree: init, user add, serve,
-# ready, status, a message in over SMTP and out over POP3, clean stop on SIGTERM.
+# ready, status, a message in over SMTP and out over POP3, an mbox imported by the running
+# server, clean stop on SIGTERM.
 set -euo pipefail
 BIN=$(realpath "${1:-dist/posthorn}")
 WORK=$(mktemp -d)
@@ -34,6 +35,10 @@ assert b"hello from the smoke test" in lines, lines
 p.quit()
 print("smoke: SMTP in, POP3 out: ok")
 PY
+printf 'From a@old.test Thu Jan  1 00:00:00 2024\nSubject: old\n\nfrom the archive\n' >old.mbox
+./posthorn import mbox old.mbox --user alice@smoke.test --metabase data/metabase.json | tee import.out
+grep -q '^imported 1 message(s).*by the running server' import.out
+./posthorn user list --metabase data/metabase.json | grep alice@smoke.test | grep -q ' 2 message'
 kill -TERM $PID
 wait $PID
 grep -q '^stopped' serve.log || { echo "no clean stop"; cat serve.log serve.err; exit 1; }
