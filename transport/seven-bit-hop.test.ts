@@ -163,6 +163,40 @@ describe("8BITMIME message to a 7-bit next hop", () => {
   });
 });
 
+describe("review fixes at the hop", () => {
+  for (const extensions of [["PIPELINING", "SIZE 1000000"], ["CHUNKING", "SIZE 1000000"]]) {
+    test(
+      `a store read that ends early in the conversion is never taken as whole (${extensions[0]})`,
+      async () => {
+        const s = server({ extensions, sevenBitOnly: true });
+        const data = bytes(EIGHT_BIT);
+        let reads = 0;
+        const { msg } = message(EIGHT_BIT, {
+          async *body() {
+            reads++;
+            // The scan sees the whole message; the second read stops short without an error.
+            const end = reads === 1 ? data.length : data.length - 30;
+            for (let i = 0; i < end; i += 7) yield data.slice(i, Math.min(i + 7, end));
+          },
+        });
+        const [o] = await sendTo(s, msg);
+        expect(o!.kind).toBe("temporary");
+        expect(s.messages()).toEqual([]);
+      },
+    );
+  }
+
+  test("a downgrade of a DKIM-signed message is logged as breaking the signature", async () => {
+    const s = server({ extensions: ["PIPELINING"], sevenBitOnly: true });
+    const signed = "DKIM-Signature: v=1; a=rsa-sha256; d=here.test; s=s1; bh=x; b=y\r\n" +
+      EIGHT_BIT;
+    const [o] = await sendTo(s, message(signed).msg);
+    expect(o!.kind).toBe("sent");
+    const line = log.records.findLast((r) => r.event === "downgraded_7bit");
+    expect(line).toMatchObject({ level: "warn", dkimSignatures: 1 });
+  });
+});
+
 describe("through the queue runner", () => {
   test("a 7-bit hop gets the converted message; an 8-bit header bounces with 5.6.3", async () => {
     const s = server({ extensions: ["PIPELINING", "SIZE 1000000"], sevenBitOnly: true });

@@ -255,6 +255,71 @@ describe("8-bit to 7-bit downgrade", () => {
   });
 });
 
+describe("review fixes", () => {
+  test("a second read that differs from the scanned one fails the conversion", async () => {
+    const msg = bytes(MIXED);
+    const plan = await planSevenBit(pieces(msg, []), LIMITS);
+    // The store stream ends early: the converted message must not end as if whole.
+    const short = msg.subarray(0, msg.length - 20);
+    expect(await collect(toSevenBit(pieces(short, [50]), plan, LIMITS)).catch((e) => e))
+      .toBeInstanceOf(Error);
+    const longer = bytes(MIXED + "more epilogue\r\n");
+    expect(await collect(toSevenBit(pieces(longer, [50]), plan, LIMITS)).catch((e) => e))
+      .toBeInstanceOf(Error);
+    // A message that goes through unconverted is checked the same way.
+    const plain = bytes("Subject: plain\r\n\r\nJust ASCII.\r\n");
+    const same = await planSevenBit(pieces(plain, []), LIMITS);
+    expect(same.convert).toBe(false);
+    expect(
+      await collect(toSevenBit(pieces(plain.subarray(0, 10), []), same, LIMITS)).catch((e) => e),
+    ).toBeInstanceOf(Error);
+  });
+
+  test("a multipart whose delimiter never comes: 8-bit text there is refused, not turned to '?'", async () => {
+    const top = bytes("Content-Type: multipart/mixed; boundary=x\r\n\r\nHall\xf6chen\r\n");
+    expect(await planSevenBit(pieces(top, []), LIMITS).catch((e) => e)).toBeInstanceOf(
+      DowngradeRefused,
+    );
+    // The same in a nested multipart that the enclosing delimiter ends before any of its own.
+    const nested = bytes(
+      "Content-Type: multipart/mixed; boundary=a\r\n\r\n--a\r\n" +
+        "Content-Type: multipart/alternative; boundary=wrong\r\n\r\n--right\r\n\r\nt\xe9xt\r\n" +
+        "--a--\r\n",
+    );
+    expect(await planSevenBit(pieces(nested, []), LIMITS).catch((e) => e)).toBeInstanceOf(
+      DowngradeRefused,
+    );
+    // A real preamble (a delimiter follows) still has its 8-bit octets made "?".
+    const fine = bytes(
+      "Content-Type: multipart/mixed; boundary=x\r\n\r\nPr\xe9amble\r\n--x\r\n\r\n\xe9\r\n--x--\r\n",
+    );
+    const { out } = await downgrade(fine);
+    expect(text(parseMime(out).preamble!)).toBe("Pr?amble");
+  });
+
+  test("a refusal for nesting past the limit says so", async () => {
+    const deep = bytes(
+      "Content-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\n" +
+        "Content-Type: multipart/mixed; boundary=y\r\n\r\n--y\r\n\r\n\xe9\r\n--y--\r\n--x--\r\n",
+    );
+    const err = await planSevenBit(pieces(deep, []), { lineBytes: 4096, mimeDepth: 1 }).catch((
+      e,
+    ) => e);
+    expect(err).toBeInstanceOf(DowngradeRefused);
+    expect((err as Error).message).toContain("nesting");
+  });
+
+  test("the plan counts the DKIM signatures the conversion breaks", async () => {
+    const signed = bytes(
+      "DKIM-Signature: v=1; a=rsa-sha256; d=here.test; s=s1;\r\n\tbh=x; b=y\r\n" +
+        "dkim-signature: v=1; d=other.test\r\nSubject: x\r\n\r\ncaf\xe9\r\n",
+    );
+    expect((await downgrade(signed)).plan.dkimSignatures).toBe(2);
+    const unsigned = bytes("Subject: x\r\n\r\ncaf\xe9\r\n");
+    expect((await downgrade(unsigned)).plan.dkimSignatures).toBe(0);
+  });
+});
+
 describe("seeded fuzz: random MIME trees with random 8-bit bodies", () => {
   test("7-bit output, exact size, decodes to the original leaves; refusals only when due", async () => {
     const seed = Number(process.env.SEVEN_BIT_SEED ?? 20260501);

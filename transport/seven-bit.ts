@@ -37,6 +37,11 @@ export interface SevenBitPlan {
   encodedParts: number;
   /** Per part ordinal (ascending): ordinal * 2 + (0: quoted-printable, 1: relabel as 7bit). */
   readonly actions: readonly number[];
+  /**
+   * DKIM-Signature fields in the message header (RFC 6376): a conversion changes the body they
+   * sign, so the next hop will find them broken. Not ours to fix, but worth a log line.
+   */
+  dkimSignatures: number;
 }
 
 const CR = 0x0d;
@@ -223,6 +228,10 @@ interface Level {
   depth: number;
   digest: boolean;
   epilogue: boolean;
+  /** Scan: a delimiter of this multipart was seen (until then its body is all preamble). */
+  delimiterSeen: boolean;
+  /** Scan: its preamble holds 8-bit octets (made "?" only if a delimiter follows). */
+  preamble8bit: boolean;
 }
 
 interface Entity {
@@ -247,6 +256,8 @@ interface Leaf {
   canEncode: boolean;
   cte: string;
   type: string;
+  /** A composite walked as a leaf because it is nested past limits.mimeDepth. */
+  tooDeep: boolean;
   /** Scan: bytes the header grows by if this part is encoded. */
   headerDelta: number;
   eightBit: boolean;
@@ -282,6 +293,7 @@ class Walker {
   private deltaRelabel = 0;
   private deltaOutside = 0;
   private changedOutside = false;
+  private dkimSignatures = 0;
   private cursor = 0;
 
   constructor(private readonly limits: SevenBitLimits, private readonly plan: SevenBitPlan | null) {
@@ -325,6 +337,7 @@ class Walker {
         : this.inputBytes,
       encodedParts: this.encodedParts,
       actions: convert ? this.actions : [],
+      dkimSignatures: this.dkimSignatures,
     };
   }
 
@@ -424,6 +437,7 @@ class Walker {
         e.cteBytes += content.length + eol.length;
       }
       if (e.field === "mime-version") e.hasMimeVersion = true;
+      if (e.ordinal === 0 && name === "dkim-signature") this.dkimSignatures++; // RFC 6376 §3.5
       if (e.field === "content-type") e.contentType = "";
     }
     if (has8bit(content)) {
@@ -477,7 +491,8 @@ class Walker {
       } else if (eol) this.out.bytes(eol);
     }
 
-    if (identity && deeper && (multipart && ct.boundary || type === "message/rfc822")) {
+    const composite = multipart && ct.boundary !== null || type === "message/rfc822";
+    if (identity && deeper && composite) {
       // RFC 2045 §6.4: a composite is labelled 7bit/8bit/binary only; once its parts are
       // 7-bit, "7bit" is the honest label.
       if (!this.plan && (cte === "8bit" || cte === "binary")) {
@@ -492,6 +507,8 @@ class Walker {
           depth: e.depth,
           digest: type === "multipart/digest", // RFC 2046 §5.1.5: parts default to rfc822
           epilogue: false,
+          delimiterSeen: false,
+          preamble8bit: false,
         });
         this.mode = "preamble";
       }
@@ -503,6 +520,7 @@ class Walker {
       canEncode: identity && !multipart && !message,
       cte,
       type,
+      tooDeep: identity && composite && !deeper,
       headerDelta: (e.messageHeader && !e.hasMimeVersion ? MIME_VERSION_FIELD.length : 0) +
         QP_FIELD.length - e.cteBytes + missingBlank,
       eightBit: false,
@@ -575,6 +593,10 @@ class Walker {
         this.encodedParts++;
         this.deltaEncoded += l.headerDelta + l.counter!.count - l.rawBytes;
       }
+    } else if (l.eightBit && l.tooDeep) {
+      throw new DowngradeRefused(
+        `8-bit octets in a ${l.type} part nested deeper than the MIME nesting limit of ${this.limits.mimeDepth} (smtp.client.mimeNestingLimit)`,
+      );
     } else if (l.eightBit) {
       throw new DowngradeRefused(
         `8-bit octets in a ${l.type} part with Content-Transfer-Encoding ${
@@ -597,7 +619,9 @@ class Walker {
     this.linePos += content.length;
     const cut = Math.max(0, content.length - room);
     if (!this.plan) {
-      if (cut > 0 || has8bit(content)) this.changedOutside = true;
+      const eightBit = has8bit(content);
+      if (cut > 0 || eightBit) this.changedOutside = true;
+      if (eightBit && this.mode === "preamble") this.levels.at(-1)!.preamble8bit = true;
       this.deltaOutside -= cut;
       return;
     }
@@ -611,8 +635,10 @@ class Walker {
   private boundary(level: number, close: boolean, content: Uint8Array, eol: Uint8Array): void {
     if (this.mode === "header") this.endHeader(null);
     this.endLeaf(true);
+    this.checkPreambles(level + 1);
     this.levels.length = level + 1;
     const lv = this.levels[level]!;
+    lv.delimiterSeen = true;
     if (this.plan) {
       this.out.bytes(content);
       this.out.bytes(eol);
@@ -634,6 +660,26 @@ class Walker {
   private endOfMessage(): void {
     if (this.mode === "header") this.endHeader(null);
     this.endLeaf(false);
+    this.checkPreambles(0);
+  }
+
+  /**
+   * Scan: multiparts from `from` up are over. One that never had a delimiter has no parts: its
+   * whole body was "preamble", which readers then tend to show as text, so 8-bit octets there
+   * cannot be made "?" quietly (RFC 2046 §5.1.1 only lets a reader ignore a real preamble).
+   */
+  private checkPreambles(from: number): void {
+    if (this.plan) return;
+    for (let i = from; i < this.levels.length; i++) {
+      const lv = this.levels[i]!;
+      if (!lv.delimiterSeen && lv.preamble8bit) {
+        throw new DowngradeRefused(
+          `8-bit octets in a multipart body with no "--${
+            latin1.decode(lv.boundary)
+          }" delimiter, which cannot be re-encoded`,
+        );
+      }
+    }
   }
 }
 
@@ -681,17 +727,36 @@ export async function* toSevenBit(
   plan: SevenBitPlan,
   limits: SevenBitLimits,
 ): AsyncIterable<Uint8Array> {
+  // The plan holds only for the bytes it was made from: a second read that differs (a store
+  // stream ending early) throws before the last bytes go out, so the message is never ended
+  // (no final "." or BDAT LAST) and a half message cannot pass for a whole one.
+  const changed = (what: string, got: number, want: number) =>
+    new Error(`message changed between scan and conversion: ${got} bytes ${what}, ${want} planned`);
+  let read = 0;
   if (!plan.convert) {
-    yield* body;
+    for await (const chunk of body) {
+      read += chunk.length;
+      if (read > plan.inputBytes) throw changed("read", read, plan.inputBytes);
+      yield chunk;
+    }
+    if (read !== plan.inputBytes) throw changed("read", read, plan.inputBytes);
     return;
   }
   const walker = new Walker(limits, plan);
+  let written = 0;
   for await (const chunk of body) {
+    read += chunk.length;
+    if (read > plan.inputBytes) throw changed("read", read, plan.inputBytes);
     walker.push(chunk);
     const out = walker.out.take();
+    written += out.length;
     if (out.length > 0) yield out;
   }
+  if (read !== plan.inputBytes) throw changed("read", read, plan.inputBytes);
   walker.end();
   const out = walker.out.take();
+  written += out.length;
+  // RFC 1870 §3: SIZE= announced plan.outputBytes; anything else is a bug, not a message.
+  if (written !== plan.outputBytes) throw changed("converted", written, plan.outputBytes);
   if (out.length > 0) yield out;
 }

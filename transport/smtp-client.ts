@@ -368,12 +368,16 @@ export class SmtpClient {
         if (plan.convert) {
           body = () => toSevenBit(msg.body(), plan, limits);
           size = plan.outputBytes;
-          this.settings.log.info("downgraded_7bit", {
+          // A changed body breaks every DKIM signature on it (RFC 6376 §3.7 body hash): not
+          // ours to fix (sign after routing, or give the hop 8BITMIME), but said loudly.
+          const level = plan.dkimSignatures > 0 ? "warn" : "info";
+          this.settings.log[level]("downgraded_7bit", {
             remote: this.remote,
             sender: msg.sender,
             parts: plan.encodedParts,
             bytesIn: plan.inputBytes,
             bytesOut: plan.outputBytes,
+            dkimSignatures: plan.dkimSignatures,
           });
         }
       } catch (err) {
