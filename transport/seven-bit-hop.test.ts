@@ -186,6 +186,24 @@ describe("review fixes at the hop", () => {
     );
   }
 
+  for (const extensions of [["PIPELINING", "8BITMIME"], ["CHUNKING", "8BITMIME"]]) {
+    test(
+      `a store read that ends early is never taken as whole, converted or not (${extensions[0]})`,
+      async () => {
+        const s = server({ extensions });
+        const data = bytes(EIGHT_BIT);
+        const { msg } = message(EIGHT_BIT, {
+          async *body() {
+            yield data.slice(0, data.length - 30); // stops short, without an error
+          },
+        });
+        const [o] = await sendTo(s, msg);
+        expect(o!.kind).toBe("temporary");
+        expect(s.messages()).toEqual([]);
+      },
+    );
+  }
+
   test("a downgrade of a DKIM-signed message is logged as breaking the signature", async () => {
     const s = server({ extensions: ["PIPELINING"], sevenBitOnly: true });
     const signed = "DKIM-Signature: v=1; a=rsa-sha256; d=here.test; s=s1; bh=x; b=y\r\n" +

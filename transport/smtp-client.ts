@@ -356,7 +356,7 @@ export class SmtpClient {
       return finish();
     }
 
-    let body = () => msg.body();
+    let body = () => exactly(msg.body(), msg.size);
     let size = msg.size;
     if (msg.bodyType === "8BITMIME" && !this.capabilities.has("8BITMIME")) {
       // RFC 6152 §3: to a server without 8BITMIME, convert to 7-bit MIME or do not relay. The
@@ -366,7 +366,7 @@ export class SmtpClient {
       try {
         const plan = await planSevenBit(msg.body(), limits);
         if (plan.convert) {
-          body = () => toSevenBit(msg.body(), plan, limits);
+          body = () => exactly(toSevenBit(msg.body(), plan, limits), plan.outputBytes);
           size = plan.outputBytes;
           // A changed body breaks every DKIM signature on it (RFC 6376 §3.7 body hash): not
           // ours to fix (sign after routing, or give the hop 8BITMIME), but said loudly.
@@ -593,4 +593,22 @@ export class SmtpClient {
       false,
     );
   }
+}
+
+/**
+ * The message's bytes, checked against the size it was queued with: a store read that ends
+ * early (or runs long) fails before the final "." or BDAT LAST, so the next hop never takes
+ * a cut message for a whole one. The caller drops the connection and retries later.
+ */
+async function* exactly(
+  body: AsyncIterable<Uint8Array>,
+  size: number,
+): AsyncGenerator<Uint8Array> {
+  let n = 0;
+  for await (const chunk of body) {
+    n += chunk.length;
+    if (n > size) throw new Error(`the message is longer than its ${size} bytes`);
+    yield chunk;
+  }
+  if (n !== size) throw new Error(`the message ended after ${n} of its ${size} bytes`);
 }
