@@ -304,9 +304,25 @@ class RingStoreClient implements AttachedStoreClient, Endpoint {
           }
           break;
         }
-        case ITEMS:
-          this.#streams.get(id)?.deliver(this.#decode(handle, length, at));
+        case ITEMS: {
+          // Read even when its stream is gone (the consumer left, the deadline failed it):
+          // names it defines are cited by later entries (./compact.ts).
+          let items: unknown;
+          try {
+            items = this.#decode(handle, length, at);
+          } catch (err) {
+            // An unreadable item ends its stream with the error (and tells the store to stop),
+            // rather than escaping the drain and leaving the consumer waiting.
+            const s = this.#streams.get(id);
+            if (s) {
+              s.fail(err);
+              this.cancel(id);
+            } else console.error("ipc: undecodable stream item for no stream", err);
+            break;
+          }
+          this.#streams.get(id)?.deliver(items);
           break;
+        }
         case END:
           this.#streams.get(id)?.finish();
           this.#streams.delete(id);

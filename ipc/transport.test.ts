@@ -5,6 +5,8 @@ import { type AttachedStoreClient, attachStoreClient, QueueManager, serveStore }
 import { FOLDER_MESSAGES_BATCH, StoreError } from "./store-api.ts";
 import { createTestService, patternBlock } from "./fixtures/test-service.ts";
 import { INLINE_BYTES } from "./ring.ts";
+import { ITEMS, STREAM_OPEN, viewBinding } from "./binding.ts";
+import { ringDoorbell } from "./doorbell.ts";
 import { eventually } from "../tests/helpers.ts";
 
 const opened: { close(): void }[] = [];
@@ -176,6 +178,68 @@ describe("ring transport, one thread", () => {
       const _ of store.stream("folder.messages", { userId: 1, folderId: 1, sinceUid: 100_000 })
     ) break;
     await eventually(() => log.streamsClosed === closed + 2);
+  });
+
+  test("items of a stream the consumer already left are still read: names they define stay known", async () => {
+    const { connect, service } = setup();
+    let open!: () => void;
+    const gate = new Promise<void>((r) => open = r);
+    let reached!: () => void;
+    const atGate = new Promise<void>((r) => reached = r);
+    (service.streams as Record<string, unknown>)["folder.messages"] = () =>
+      (async function* () {
+        reached();
+        await gate;
+        yield [{ firstName: 1, secondName: "a" }]; // compact form: defines both names
+        yield [{ firstName: 2, secondName: "b" }];
+      })();
+    (service.calls as Record<string, unknown>)["domain.isLocal"] = () => ({
+      firstName: 3,
+      secondName: "c",
+    });
+    const store = connect("pop3-8");
+    const it = store.stream("folder.messages", { userId: 1, folderId: 1 })[Symbol.asyncIterator]();
+    const waiting = it.next();
+    await atGate;
+    // Left before the items arrive: the CANCEL reaches the store only after they were sent
+    // (no macrotask between the two lines, so the store's pump cannot read it first).
+    await it.return!();
+    open();
+    expect(await waiting).toEqual({ done: true, value: undefined });
+    // A later result cites the names by number: they must be known on this side.
+    expect(await store.call("domain.isLocal", { domain: "x" }) as unknown).toEqual({
+      firstName: 3,
+      secondName: "c",
+    });
+  });
+
+  test("an items entry that cannot be read fails its stream at once; it does not hang", async () => {
+    const qm = new QueueManager({
+      heapBytes: 1 << 20,
+      ringSlots: 16,
+      chunkBytes: 4096,
+      streamWindowChunks: 4,
+      callTimeoutMs: 2_000,
+    });
+    const { server, client } = qm.bind("store", "pop3-7");
+    const store = attachStoreClient(client);
+    opened.push(store);
+    const it = store.stream("folder.messages", { userId: 1, folderId: 1 })[Symbol.asyncIterator]();
+    const first = it.next();
+    // A hand-made store side: read the open, answer with a damaged ITEMS entry.
+    const view = viewBinding(server.binding, server.ringSlots);
+    let id = 0;
+    await eventually(() => {
+      view.requests.drain((kind, i) => {
+        if (kind === STREAM_OPEN) id = i;
+      });
+      return id !== 0;
+    });
+    view.responses.push(ITEMS, id, 0, 0x7fff); // no such inline value
+    ringDoorbell(new Int32Array(server.peerBell));
+    const err = await rejection(first);
+    expect(err).toBeInstanceOf(StoreError);
+    expect(err.code).toBe("internal"); // not "unavailable" from the call timeout
   });
 
   test("every stream length arrives whole, the last chunk ending it, even with a window of 1", async () => {

@@ -507,9 +507,12 @@ export function createService(p: ServiceParts): StoreService {
         for (;;) {
           const f = accessibleFolder(core, userId, folderId, "r"); // a revoked right ends it
           const batch = listMessages(core, f.id, since, FOLDER_MESSAGES_BATCH);
-          if (batch.length > 0) yield batch;
-          if (batch.length < FOLDER_MESSAGES_BATCH) return;
+          if (batch.length === 0) return;
+          // Read before the yield: a direct (in-thread) consumer owns the array once it has it.
+          const full = batch.length === FOLDER_MESSAGES_BATCH;
           since = batch[batch.length - 1]!.uid;
+          yield batch;
+          if (!full) return;
         }
       })();
     },

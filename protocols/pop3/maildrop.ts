@@ -6,15 +6,19 @@ import type { StoreClient } from "../../ipc/store-client.ts";
 /**
  * The messages of a locked maildrop: the folder's, up to the last uid the lock saw (RFC 1939
  * §8), read in batches so a maildrop of any size crosses from the store in bounded pieces.
+ * Stops early (with what it has) once `abandoned()` says nobody will use it: a peer that left
+ * mid-listing must not keep the lock (and the store) busy for the rest of a big maildrop.
  */
 export async function listMaildrop(
   store: StoreClient,
   userId: UserId,
   lock: MailboxLock,
+  abandoned: () => boolean = () => false,
 ): Promise<MessageSummary[]> {
   const out: MessageSummary[] = [];
   const folderId = lock.folder.folderId;
   for await (const batch of store.stream("folder.messages", { userId, folderId })) {
+    if (abandoned()) return out; // leaving the loop cancels the stream
     for (const m of batch) {
       if (m.uid >= lock.folder.uidNext) return out; // arrived after the lock: not ours
       out.push(m);

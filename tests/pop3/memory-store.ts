@@ -35,6 +35,10 @@ export class MemoryStore {
   /** Chunk size of message.read streams (small values exercise chunk boundaries). */
   chunkBytes = 64 * 1024;
   calls: string[] = [];
+  /** folder.messages batches produced so far; while set, each batch after the first waits
+   * for this promise (a listing caught in the middle). */
+  listedBatches = 0;
+  listingGate: Promise<void> | null = null;
   #nextMessageId = 1;
   #nextLock = 1;
 
@@ -170,8 +174,14 @@ export class MemoryStore {
         this.#check("folder.messages");
         const all = this.#summaries(this.#user(req.userId))
           .filter((m) => m.uid > (req.sinceUid ?? 0));
+        const gate = () => this.listingGate;
+        const counted = () => this.listedBatches++;
         return (async function* () {
-          for (let i = 0; i < all.length; i += 2) yield all.slice(i, i + 2); // small batches
+          for (let i = 0; i < all.length; i += 2) {
+            if (i > 0) await gate();
+            counted();
+            yield all.slice(i, i + 2); // small batches
+          }
         })();
       },
     };

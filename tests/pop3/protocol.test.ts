@@ -3,6 +3,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { MemoryStore } from "./memory-store.ts";
 import { RawClient, startPop3, type TestServer } from "./harness.ts";
+import { eventually } from "../helpers.ts";
 
 const b64 = (s: string) => Buffer.from(s).toString("base64");
 let store: MemoryStore;
@@ -216,6 +217,41 @@ describe("POP3 protocol", () => {
     await c.multiline();
     expect(server.log.records.some((r) => r.event === "auth.failed")).toBe(true);
     c.end();
+  });
+});
+
+describe("POP3 login, the peer leaving", () => {
+  test("mid-listing: the listing stops at the batch in hand and the lock is let go", async () => {
+    const dave = store.addUser("dave@example.com", "davepw");
+    for (let i = 0; i < 10; i++) {
+      store.deliver("dave@example.com", `Subject: d${i}\r\n\r\n${i}\r\n`);
+    }
+    let open!: () => void;
+    store.listingGate = new Promise<void>((r) => open = r);
+    store.listedBatches = 0;
+    try {
+      const c = await RawClient.connect(server.port);
+      await c.line();
+      expect(await c.command("USER dave@example.com")).toStartWith("+OK");
+      c.send("PASS davepw\r\n");
+      await eventually(() => store.listedBatches === 1); // locked, listing, held at batch 2
+      expect(store.locks.has(dave.userId)).toBe(true);
+      // Open the gate only once this session has heard that its peer left.
+      const port = c.socket.localPort;
+      const conn = server.log.records.find((r) => r.event === "connection.open" && r.port === port)
+        ?.conn;
+      expect(conn).toBeDefined();
+      c.end();
+      await eventually(() =>
+        server.log.records.some((r) => r.event === "session.closed" && r.conn === conn)
+      );
+      open();
+      await eventually(() => !store.locks.has(dave.userId));
+      expect(store.listedBatches).toBe(2); // the batch on its way, then no more of the 5
+    } finally {
+      store.listingGate = null;
+      open();
+    }
   });
 });
 

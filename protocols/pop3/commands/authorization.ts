@@ -214,7 +214,7 @@ async function login(s: Pop3Session, username: string, password: string): Promis
   }
   let messages;
   try {
-    messages = s.closed ? [] : await listMaildrop(store, account.userId, lock);
+    messages = s.closed ? [] : await listMaildrop(store, account.userId, lock, () => s.closed);
   } catch (e) {
     s.log.info("maildrop.list_failed", {
       conn: s.conn.id,
