@@ -85,6 +85,9 @@ export const CREDIT = 3; // length: chunks the consumer may receive more
 export const CANCEL = 4; // the consumer broke out of its loop
 export const SUBSCRIBE = 5; // payload: topic
 export const UNSUBSCRIBE = 6; // payload: topic
+// A CALL its caller gave up on (ipc.callTimeoutMs) before it left the outbox: the server reads
+// it (it may define names later entries cite) but never runs it.
+export const RETRACTED = 7;
 // Server → client:
 export const RESULT = 16; // payload: the result
 export const ERROR = 17; // payload: { code, message }, or no block and length = code index

@@ -32,6 +32,7 @@ import {
   LAST_CHUNK,
   OPEN,
   RESULT,
+  RETRACTED,
   STREAM_OPEN,
   SUBSCRIBE,
   UNSUBSCRIBE,
@@ -165,7 +166,16 @@ class RingStoreClient implements AttachedStoreClient, Endpoint {
     for (const [id, p] of this.#pending) {
       if (p.born > expired) break; // a Map keeps call order, so the rest are younger
       this.#pending.delete(id);
-      p.reject(late());
+      // Still in the outbox (the ring was full): it will never run, so the caller may safely
+      // do it again. One already in the ring may yet run: a retry may repeat it.
+      p.reject(
+        this.#outbox.retract(CALL, id, RETRACTED)
+          ? new StoreError(
+            "unavailable",
+            `the store did not take the call within ${this.#timeoutMs} ms (it was not run)`,
+          )
+          : late(),
+      );
     }
     for (const s of [...this.#streams.values()]) {
       if (s.waitingSince(expired)) {

@@ -78,6 +78,22 @@ export class RingOutbox {
     if (pushed > 0) ringDoorbell(this.peerBell);
   }
 
+  /**
+   * Turns a waiting entry of `kind` and `id` into `to` (a call its caller gave up on becomes
+   * RETRACTED); false if it already went into the ring. The entry is still sent, in its
+   * place: its block may define names that later entries cite.
+   */
+  retract(kind: number, id: number, to: number): boolean {
+    for (let i = this.#head; i < this.#waiting.length; i++) {
+      const e = this.#waiting[i]!;
+      if (e.kind === kind && e.id === id) {
+        e.kind = to;
+        return true;
+      }
+    }
+    return false;
+  }
+
   /** Empties the outbox, handing back each waiting entry (to free its heap block; a waiting
    * entry is never inline). */
   discard(each: (e: RingEntry) => void): void {

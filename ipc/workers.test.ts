@@ -141,6 +141,51 @@ describe("ring transport across workers", () => {
     main.close();
   });
 
+  test("calls a stalled store never took are retracted at their deadline: they never run", async () => {
+    const qm = new QueueManager({
+      heapBytes: 4 << 20,
+      ringSlots: 16,
+      chunkBytes: 65536,
+      callTimeoutMs: 300,
+    });
+    const store = spawn("store-worker.ts");
+    const main = attachStoreClient(await serve(qm, store, "store", "stalled-caller"));
+    const before = await new Promise<number>((resolve) => {
+      next(store, "log").then((m) => resolve(m.calls));
+      store.postMessage({ type: "log" });
+    });
+    const blocked = next(store, "blocked");
+    store.postMessage({ type: "block", ms: 1500 });
+    await blocked;
+    // 16 fit the ring; the other 24 wait in the outbox. Requests big enough for a heap block,
+    // whose names (method, key) the first of them defines.
+    const calls = Array.from(
+      { length: 40 },
+      (_, i) =>
+        main.call("account.get", { address: `${"u".repeat(INLINE_BYTES)}${i}@example.com` })
+          .catch((e: StoreError) => e),
+    );
+    const errors = (await Promise.all(calls)) as StoreError[];
+    expect(errors.every((e) => e.code === "unavailable")).toBe(true);
+    const retracted = errors.filter((e) => e.message.includes("not run")).length;
+    expect(retracted).toBe(24);
+    // Once the store wakes up (its answer to a message says so), only the 16 in the ring
+    // run; the binding still works (the retracted entries were read, so the names they
+    // defined are known).
+    const log = () =>
+      new Promise<number>((resolve) => {
+        next(store, "log").then((m) => resolve(m.calls));
+        store.postMessage({ type: "log" });
+      });
+    await log();
+    expect((await main.call("account.get", { address: "a@example.com" }))?.address).toBe(
+      "a@example.com",
+    );
+    const after = await log();
+    expect(after - before).toBe(16 + 1);
+    main.close();
+  });
+
   test("store worker terminated mid-request: pending calls reject at once; a new store serves", async () => {
     const qm = new QueueManager({ heapBytes: 4 << 20, ringSlots: 64, chunkBytes: 65536 });
     const store = spawn("store-worker.ts");
