@@ -322,7 +322,12 @@ export interface StoreCalls {
 
   // POP3 maildrop (RFC 1939 §8: exclusive access for the session)
   "mailbox.lock": { req: { userId: UserId; folder: string; owner: string }; res: MailboxLock };
-  "mailbox.unlock": { req: { lockId: string }; res: null };
+  /**
+   * Releases a lock by its id, or every lock this caller (this binding) took for `owner`: a
+   * session whose mailbox.lock call failed on its side (deadline) cannot know the lock id,
+   * and the store may still take the lock after it gave up.
+   */
+  "mailbox.unlock": { req: { lockId: string } | { owner: string }; res: null };
   /** Permanently remove messages (POP3 UPDATE state, IMAP EXPUNGE). */
   "mailbox.expunge": {
     req: { userId: UserId; folderId: FolderId; uids: number[] };

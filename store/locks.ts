@@ -31,6 +31,15 @@ export class Locks {
     return true;
   }
 
+  /** Every lock `peer` took for `owner` (a session). */
+  releaseOwner(peer: string, owner: string): number {
+    let n = 0;
+    for (const l of [...this.byId.values()]) {
+      if (l.peer === peer && l.owner === owner) n += this.release(l.lockId) ? 1 : 0;
+    }
+    return n;
+  }
+
   releasePeer(peer: string): number {
     let n = 0;
     for (const l of [...this.byId.values()]) {

@@ -244,8 +244,9 @@ export function createService(p: ServiceParts): StoreService {
         throw err;
       }
     },
-    "mailbox.unlock": (r) => {
-      locks.release(String(r.lockId));
+    "mailbox.unlock": (r, ctx) => {
+      if ("lockId" in r) locks.release(String(r.lockId));
+      else locks.releaseOwner(ctx.peer, String(r.owner));
       return null;
     },
     "mailbox.expunge": (r) => {

@@ -268,6 +268,13 @@ describe("POP3 maildrop", () => {
       f.client.call("mailbox.lock", { userId: a.userId, folder: "INBOX", owner: "s2" }),
     ).rejects.toMatchObject({ code: "in_use" });
     await f.client.call("mailbox.unlock", { lockId: lock.lockId });
+    // By owner: only that session's lock goes.
+    await f.client.call("mailbox.lock", { userId: a.userId, folder: "INBOX", owner: "s2" });
+    await f.client.call("mailbox.unlock", { owner: "s9" });
+    await expect(
+      f.client.call("mailbox.lock", { userId: a.userId, folder: "INBOX", owner: "s3" }),
+    ).rejects.toMatchObject({ code: "in_use" });
+    await f.client.call("mailbox.unlock", { owner: "s2" });
     await f.client.call("mailbox.lock", { userId: a.userId, folder: "INBOX", owner: "s3" });
     f.store.service.peerGone("test");
     const again = await f.client.call("mailbox.lock", {

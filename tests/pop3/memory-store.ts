@@ -27,6 +27,8 @@ interface User {
 export class MemoryStore {
   users = new Map<string, User>();
   locks = new Map<number, string>(); // userId → lockId
+  /** Sessions that released their locks by owner (a lock call that failed on their side). */
+  unlockedByOwner: string[] = [];
   lockOwners = new Map<string, number>(); // lockId → userId
   /** Make the next call of a method fail with this code. */
   failNext = new Map<string, StoreErrorCode>();
@@ -148,6 +150,10 @@ export class MemoryStore {
       },
       "mailbox.unlock": (req) => {
         this.#check("mailbox.unlock");
+        if (!("lockId" in req)) {
+          this.unlockedByOwner.push(req.owner);
+          return null;
+        }
         const userId = this.lockOwners.get(req.lockId);
         if (userId !== undefined) {
           this.lockOwners.delete(req.lockId);

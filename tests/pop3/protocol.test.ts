@@ -203,7 +203,11 @@ describe("POP3 protocol", () => {
     expect(await c.command("PASS bobpw")).toStartWith("-ERR [SYS/TEMP]");
     store.failNext.set("mailbox.lock", "unavailable");
     await c.command("USER bob@example.com");
+    const unlocked = store.unlockedByOwner.length;
     expect(await c.command("PASS bobpw")).toStartWith("-ERR [SYS/TEMP]");
+    // The store may take a lock after the call failed on our side: the session lets go of
+    // whatever it holds, by owner.
+    await eventually(() => store.unlockedByOwner.length === unlocked + 1);
     // Locked, but the listing fails: a temporary error, and the lock is let go (the next
     // login would be "in use" otherwise).
     store.failNext.set("folder.messages", "unavailable");

@@ -1,7 +1,7 @@
 // AUTHORIZATION state (RFC 1939 §4, §7): CAPA, USER/PASS, AUTH PLAIN and LOGIN (RFC 5034, with
 // the initial response), STLS (RFC 2595 §4) and QUIT; then the maildrop lock that opens
 // TRANSACTION.
-import type { AuthResult, MailboxLock } from "../../../ipc/store-api.ts";
+import { type AuthResult, type MailboxLock, StoreError } from "../../../ipc/store-api.ts";
 import {
   decodeLoginField,
   decodePlainBase64,
@@ -210,6 +210,11 @@ async function login(s: Pop3Session, username: string, password: string): Promis
       user: account.address,
       error: e as Error,
     });
+    // Given up on our side (deadline, "unavailable"): the store may still take the lock once
+    // it gets to the call. Let go of whatever this session holds, in the same order.
+    if (e instanceof StoreError && e.code === "unavailable") {
+      store.call("mailbox.unlock", { owner: s.conn.id }).catch(() => {});
+    }
     return s.reply(storeFailure(e, "Opening the maildrop"));
   }
   let messages;
