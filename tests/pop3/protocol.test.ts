@@ -84,6 +84,11 @@ describe("POP3 protocol", () => {
     expect(await c.command("STAT")).toStartWith("-ERR"); // wrong state
     expect(await c.command("PASS x")).toStartWith("-ERR"); // PASS before USER
     expect(await c.command("X".repeat(10_000))).toStartWith("-ERR Line too long");
+    // RFC 1939 §7: PASS only immediately after USER; anything between starts over.
+    expect(await c.command("USER bob@example.com")).toStartWith("+OK");
+    expect(await c.command("CAPA")).toStartWith("+OK");
+    await c.multiline();
+    expect(await c.command("PASS bobpw")).toBe("-ERR Send USER first");
     expect(await c.command("USER bob@example.com")).toStartWith("+OK");
     expect(await c.command("PASS bobpw")).toStartWith("+OK");
     for (const bad of ["RETR", "RETR 0", "RETR x", "RETR 99", "LIST 1 2", "TOP 1", "TOP 1 -1"]) {

@@ -20,6 +20,8 @@ import type { Outcome, Pop3Session } from "../session.ts";
 const TRANSACTION_ONLY = new Set(["STAT", "LIST", "UIDL", "RETR", "TOP", "DELE", "RSET", "NOOP"]);
 
 export function handleAuthorization(s: Pop3Session, cmd: Pop3Command): Outcome {
+  // RFC 1939 §7: PASS only "immediately after a successful USER command".
+  if (cmd.verb !== "PASS" && cmd.verb !== "USER") s.pendingUser = null;
   switch (cmd.verb) {
     case "CAPA":
       return capa(s);
