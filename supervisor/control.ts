@@ -12,6 +12,8 @@ import { StoreError } from "../ipc/store-api.ts";
 export const CONTROL_SOCKET = "control.sock";
 /** A request line longer than this is refused (requests are a few paths and names). */
 const MAX_REQUEST_BYTES = 64 * 1024;
+/** A connection that has not sent its whole request by then is closed. */
+const REQUEST_TIMEOUT_SECONDS = 30;
 
 /** What a request handler may send back: progress lines as it goes. */
 export interface ControlReply {
@@ -52,6 +54,10 @@ export class ControlServer {
         socket: {
           open: (s) => {
             s.data = { buffered: "", started: false, gone: false };
+            s.timeout(REQUEST_TIMEOUT_SECONDS);
+          },
+          timeout: (s) => {
+            if (!s.data.started) s.end();
           },
           data: (s, chunk) => this.#received(s, chunk),
           close: (s) => {
@@ -88,6 +94,7 @@ export class ControlServer {
       return;
     }
     st.started = true;
+    s.timeout(0); // the work may take long; the client hanging up is what ends it
     let request: Record<string, unknown>;
     try {
       const parsed: unknown = JSON.parse(st.buffered.slice(0, eol));
