@@ -128,6 +128,9 @@ export const SmtpSection = z.strictObject({
     ),
     dnsTimeoutSeconds: seconds(10).describe("Per DNS query (MX, A, AAAA)"),
     dnsTries: z.number().int().positive().default(2).describe("DNS attempts per query"),
+    unknownDomainMinutes: z.number().min(0).default(60).describe(
+      "A recipient domain DNS says does not exist (NXDOMAIN) bounces (5.1.2) once the message has waited this long; until then it is retried, as a resolver cut off for a while says the same of every name",
+    ),
     bounceHeadersMaxBytes: z.number().int().min(1024).default(256 * 1024).describe(
       "Most header bytes returned in a DSN with RET=HDRS (and in delay notices)",
     ),

@@ -23,7 +23,14 @@ export interface RouteCandidate extends HopTarget {
 
 export type RoutePlan =
   | { ok: true; candidates: RouteCandidate[] }
-  | { ok: false; temporary: boolean; status: string; error: string };
+  | {
+    ok: false;
+    temporary: boolean;
+    status: string;
+    error: string;
+    /** DNS said the domain does not exist (NXDOMAIN): permanent once it has lasted a while. */
+    unknownDomain?: boolean;
+  };
 
 /** node:dns with an explicit timeout and tries (see DESIGN.md: never the library defaults). */
 export function dnsResolver(mb: Metabase): MxResolver {
@@ -116,13 +123,15 @@ export async function planRoute(
     const code = (err as { code?: string }).code;
     // RFC 5321 §5.1: no MX records at all → the domain itself is the one host (its A/AAAA).
     if (code === "ENODATA") return { ok: true, candidates: [direct(d, "address", smtpPort)] };
-    // ENOTFOUND is also what an offline resolver reports, so it cannot prove the domain
-    // does not exist: defer, and let the queue lifetime bounce it.
+    // ENOTFOUND (NXDOMAIN) says the domain does not exist, but a resolver that is briefly
+    // cut off (a captive portal, a broken forwarder) can say the same of every name: defer,
+    // and let the runner bounce it once it has lasted smtp.queue.unknownDomainMinutes.
     return {
       ok: false,
       temporary: true,
       status: "4.4.3", // RFC 3463 §3.5: directory server failure
       error: `MX lookup for ${d} failed: ${code ?? (err as Error).message}`,
+      unknownDomain: code === "ENOTFOUND",
     };
   }
   const isNull = (r: MxRecord) => r.exchange === "" || r.exchange === ".";

@@ -337,6 +337,28 @@ describe("queue runner", () => {
     expect(dsn.recipients[0]!.get("status")).toBe("5.1.10");
   });
 
+  test("a domain that does not exist (NXDOMAIN) bounces with 5.1.2 once it has lasted", async () => {
+    const { store, pass, clock } = setup(
+      config(1, { routes: [], queue: { unknownDomainMinutes: 30 } }),
+      {
+        dns: { "flaky.test": "ESERVFAIL" },
+      },
+    );
+    const t0 = clock.now;
+    const [typo] = store.enqueue("alice@here.test", ["x@exmaple.test"], MSG);
+    const [flaky] = store.enqueue("alice@here.test", ["x@flaky.test"], MSG);
+    await pass();
+    // Young: retried, since a resolver cut off for a while says the same of every name.
+    expect(store.failed).toEqual([]);
+    expect(store.defers.map((d) => d.queueId).sort()).toEqual([typo!, flaky!].sort());
+    clock.now = t0 + 31 * 60_000;
+    await pass();
+    expect(store.failed.map((f) => f.queueId)).toEqual([typo!]); // a server failure still waits
+    const dsn = parseDsn(store.inbox("alice@here.test")[0]!.body);
+    expect(dsn.recipients[0]!.get("status")).toBe("5.1.2");
+    expect(dsn.recipients[0]!.get("diagnostic-code")).toContain("exmaple.test does not exist");
+  });
+
   test("a bounce the store cannot take keeps the entry (deferred), so nothing is lost", async () => {
     const s = server({ reply: (l) => (l.startsWith("RCPT") ? "550 5.1.1 gone" : undefined) });
     const { store, pass } = setup(config(s.port));

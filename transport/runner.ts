@@ -214,11 +214,16 @@ export class QueueRunner {
     if (!plan.ok) {
       log.info("route_failed", { hop, error: plan.error });
       const results = new Map<number, Outcome>();
+      const now = this.now();
+      const grace = mb.smtp.queue.unknownDomainMinutes * 60_000;
       for (const e of entries) {
+        // RFC 5321 §5.1 / RFC 3463 §3.2: a domain that does not exist is a permanent failure
+        // (5.1.2), once it has said so for longer than a resolver outage would last.
+        const unknown = plan.unknownDomain === true && now - e.createdAt >= grace;
         results.set(e.queueId, {
-          kind: plan.temporary ? "temporary" : "permanent",
-          status: plan.status,
-          diagnostic: plan.error,
+          kind: plan.temporary && !unknown ? "temporary" : "permanent",
+          status: unknown ? "5.1.2" : plan.status,
+          diagnostic: unknown ? `${plan.error}: the domain ${hop} does not exist` : plan.error,
           remoteMta: null,
           fromServer: false,
           relayedWithoutDsn: false,
