@@ -6,7 +6,8 @@
 // on the crash instant: cycle 3 kills a server already shutting down (SIGTERM, then SIGKILL);
 // odd cycles also kill the restarting server during its recovery; even cycles let the CLI
 // (`store verify`) be the first to open the crashed store.
-// CRASH_SEED=N replays the same messages; CRASH_KEEP=1 keeps the data dir for a post-mortem.
+// CRASH_SEED=N replays the same messages; CRASH_KEEP=1 keeps the data dir for a post-mortem;
+// CRASH_CYCLES=N runs N cycles instead of five (a soak: bun test … --timeout 0).
 import { afterAll, expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -18,7 +19,7 @@ import { readMaildrop } from "./pop3-read.ts";
 import { killAllServers, ServerProcess } from "./server-process.ts";
 import { startLoad } from "./smtp-load.ts";
 
-const CYCLES = 5;
+const CYCLES = Number(process.env.CRASH_CYCLES ?? 5);
 const CONNECTIONS = 16;
 const seed = Number(process.env.CRASH_SEED ?? Math.floor(Math.random() * 2 ** 31));
 const dir = tempDir("posthorn-crash-");
@@ -199,5 +200,5 @@ test(
       await killAllServers();
     }
   },
-  150_000,
+  30_000 * CYCLES,
 );
