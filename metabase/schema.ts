@@ -204,6 +204,9 @@ export const Metabase = z.strictObject({
       "PEM; null: a self-signed certificate is generated",
     ),
     keyFile: z.string().nullable().default(null).describe("PEM private key matching certFile"),
+    checkSeconds: z.number().min(0).default(60).describe(
+      "How often certFile and keyFile are checked for a change (a renewal), applied as on SIGHUP; 0: only on SIGHUP",
+    ),
   }).prefault({}),
   auth: z.strictObject({
     plaintext: z.enum(["tls", "tls-or-loopback", "always"]).default("tls-or-loopback").describe(

@@ -90,7 +90,7 @@ async function syncListeners(): Promise<BoundInfo[]> {
   // Close listeners that went away or changed; their open sessions finish in the background.
   for (const [name, b] of bound) {
     const next = wanted.get(name);
-    if (!next || JSON.stringify(next) !== b.config) {
+    if (!next || JSON.stringify(next) + certificateStamp(next) !== b.config) {
       bound.delete(name);
       void b.listener.close(metabase.supervisor.shutdownGraceSeconds * 1000);
       log.info("listener.closed", { listener: name, reason: next ? "changed" : "removed" });
@@ -102,7 +102,8 @@ async function syncListeners(): Promise<BoundInfo[]> {
       const listener = await listenWithRetry(l);
       // Recorded with the port the kernel chose, so the supervisor pinning a port-0 listener
       // to that port on the next reload is not mistaken for a change.
-      const config = JSON.stringify(l.port === 0 ? { ...l, port: listener.port } : l);
+      const config = JSON.stringify(l.port === 0 ? { ...l, port: listener.port } : l) +
+        certificateStamp(l);
       const info = { name, bind: l.bind, port: l.port, boundPort: listener.port, error: null };
       bound.set(name, { config, listener, info });
       log.info("listener.bound", {
@@ -138,6 +139,15 @@ async function syncListeners(): Promise<BoundInfo[]> {
   return out;
 }
 const wantedErrors = new Map<string, string>();
+
+/**
+ * For an implicit-TLS listener, which certificate it presents: Bun fixes a listener's TLS at
+ * listen time, so a renewed certificate (SIGHUP, or the files changing) needs a new listener.
+ * STARTTLS reads the current pair at each upgrade and needs nothing.
+ */
+function certificateStamp(l: Listener | SmtpConnector): string {
+  return l.tls === "implicit" && tls ? `#${Bun.hash(tls.cert + tls.key).toString(36)}` : "";
+}
 
 /** A listener re-bound on the same port right after its old socket closed may race the kernel. */
 async function listenWithRetry(l: Listener | SmtpConnector): Promise<BoundListener> {

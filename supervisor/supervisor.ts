@@ -23,6 +23,7 @@ import type { BoundInfo, FromWorker, ToWorker, WorkerRole } from "./messages.ts"
 import { acquireRunLock, type ListenerStatus, releaseRunLock, writeStatus } from "./status.ts";
 import { StoreProxy } from "./store-proxy.ts";
 import { type ControlReply, ControlServer } from "./control.ts";
+import { CertificateWatch } from "./certificate-watch.ts";
 import { WorkerSlot } from "./worker-slot.ts";
 
 export interface SupervisorOptions {
@@ -50,6 +51,7 @@ export class Supervisor {
   #health: ReturnType<typeof setInterval> | null = null;
   #watchdog: ReturnType<typeof setInterval> | null = null;
   #control: ControlServer | null = null;
+  #certWatch: CertificateWatch | null = null;
   #storeMisses = 0;
   #stopping = false;
   #storeUp: Promise<void> = Promise.resolve();
@@ -91,6 +93,7 @@ export class Supervisor {
     acquireRunLock(this.paths.runDir);
     this.log.info("supervisor.starting", { metabase: this.paths.file, pid: process.pid });
     this.#tls = await this.#loadTls(mb);
+    this.#watchCertificates(mb);
     this.#probePorts(mb);
     await this.#startStore();
     for (const role of this.#roles(mb)) await this.#resizePool(role, this.#poolSize(mb, role));
@@ -220,6 +223,7 @@ export class Supervisor {
     const graceMs = this.metabase.supervisor.shutdownGraceSeconds * 1000;
     this.log.info("supervisor.stopping", { graceMs });
     this.#watcher?.close();
+    this.#certWatch?.close();
     this.#control?.stop();
     if (this.#health) clearInterval(this.#health);
     if (this.#watchdog) clearInterval(this.#watchdog);
@@ -476,6 +480,7 @@ export class Supervisor {
         hint: "keeping the previous certificate",
       });
     }
+    if (!this.#stopping) this.#watchCertificates(this.metabase);
     // Pins are dropped for listeners whose config changed, so they get a fresh port 0.
     for (const name of [...this.#pins.keys()]) {
       const was = findListener(before, name);
@@ -499,6 +504,23 @@ export class Supervisor {
     // Listener replies arrive asynchronously; write the status once they have had a moment.
     setTimeout(() => this.#writeStatus(), 200).unref?.();
     return true;
+  }
+
+  /** Applies a renewed certificate by itself (tls.checkSeconds): the files are re-read, and
+   * implicit-TLS listeners re-bound, as on SIGHUP. */
+  #watchCertificates(mb: Metabase): void {
+    this.#certWatch?.close();
+    this.#certWatch = null;
+    const { certFile, keyFile } = resolvePaths(this.paths.file, mb);
+    if (!certFile || !keyFile || mb.tls.checkSeconds <= 0) return;
+    this.#certWatch = new CertificateWatch(
+      [certFile, keyFile],
+      mb.tls.checkSeconds * 1000,
+      () => {
+        this.log.info("tls.files_changed", { certFile, keyFile });
+        void this.reload();
+      },
+    );
   }
 
   async #loadTls(mb: Metabase): Promise<TlsMaterial> {

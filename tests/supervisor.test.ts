@@ -4,6 +4,9 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
+import { X509Certificate } from "node:crypto";
+import { connect as tlsConnect } from "node:tls";
+import { generateSelfSigned } from "../protocols/wire/certificate.ts";
 import { join } from "node:path";
 import { editMetabase } from "../metabase/mod.ts";
 import { startAppliance, type StoreClient } from "../mod.ts";
@@ -412,6 +415,45 @@ describe("supervisor", () => {
     } finally {
       holder.stop(true);
       await app.stop();
+    }
+  });
+});
+
+describe("certificate renewal", () => {
+  test("new certificate files are picked up by themselves, implicit TLS included", async () => {
+    const dir = tempDir();
+    const certFile = join(dir, "cert.pem");
+    const keyFile = join(dir, "key.pem");
+    const first = generateSelfSigned("mail.example.test");
+    const second = generateSelfSigned("mail.example.test");
+    writeFileSync(certFile, first.cert);
+    writeFileSync(keyFile, first.key);
+    const app = await startTestAppliance(
+      (mb) => mb.tls = { certFile, keyFile, checkSeconds: 0.1 },
+      { dir: join(dir, "data") },
+    );
+    try {
+      const presented = () =>
+        new Promise<string>((resolve, reject) => {
+          const s = tlsConnect(
+            { host: "127.0.0.1", port: app.ports.pop3s!, rejectUnauthorized: false },
+            () => {
+              resolve(s.getPeerCertificate().fingerprint256);
+              s.destroy();
+            },
+          );
+          s.on("error", reject);
+        });
+      const fingerprint = (pem: string) => new X509Certificate(pem).fingerprint256;
+      expect(await presented()).toBe(fingerprint(first.cert));
+      // A renewal: the key, then the certificate, replaced on disk. No SIGHUP.
+      writeFileSync(keyFile, second.key);
+      writeFileSync(certFile, second.cert);
+      await eventually(async () => (await presented()) === fingerprint(second.cert));
+      expect(app.supervisor.recentLog.some((r) => r.event === "tls.files_changed")).toBe(true);
+    } finally {
+      await app.stop();
+      removeDir(dir);
     }
   });
 });
