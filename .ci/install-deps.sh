@@ -7,6 +7,8 @@ need=()
 command -v swaks >/dev/null || need+=(swaks)
 command -v curl >/dev/null || need+=(curl)
 command -v openssl >/dev/null || need+=(openssl)
+# DKIM signatures are checked by an independent verifier: dkimpy, for the system's python3.
+/usr/bin/python3 -c "import dkim" 2>/dev/null || need+=(python3-dkim)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null \

@@ -3,6 +3,7 @@ import pkg from "../package.json" with { type: "json" };
 import { MetabaseError } from "../metabase/mod.ts";
 import { type Command, err, out, UsageError } from "./common.ts";
 import { check, domain, init, listener, metabaseCmd } from "./config.ts";
+import { dkim } from "./dkim.ts";
 import { serve } from "./serve.ts";
 import { status } from "./status.ts";
 import {
@@ -33,6 +34,7 @@ export const COMMANDS: Command[] = [
   status,
   listener,
   domain,
+  dkim,
   user,
   alias,
   queue,

@@ -162,6 +162,17 @@ export const SmtpSection = z.strictObject({
     ),
   }).prefault({}),
   routes: z.array(SmtpRoute).default([]).describe("Static routes; tried before MX lookup"),
+  dkim: z.array(z.strictObject({
+    domain: z.string().min(1).describe("The signing domain (d=): mail From: it is signed"),
+    selector: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/).describe(
+      "The selector (s=): the key is published at SELECTOR._domainkey.DOMAIN",
+    ),
+    keyFile: z.string().min(1).describe(
+      "PEM private key (RSA or Ed25519), relative to dataDir; `posthorn dkim keygen` makes one",
+    ),
+  })).default([]).describe(
+    "DKIM keys (RFC 6376): mail leaving for a remote host is signed with the key of its From: domain, else of its envelope sender's domain",
+  ),
   smarthost: Smarthost.nullable().default(null).describe(
     "Relay every remote message through this host (with AUTH); null: MX lookup",
   ),

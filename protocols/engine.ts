@@ -20,6 +20,8 @@ export interface EngineContext {
   log: Logger;
   /** This worker's index in its engine's pool. */
   workerIndex: number;
+  /** The data directory: where the metabase's relative paths start (DKIM key files). */
+  dataDir?: string;
 }
 
 export interface BoundListener {

@@ -45,6 +45,7 @@ async function handle(msg: ToWorker, rt: WorkerRuntime): Promise<void> {
         store,
         log,
         workerIndex: msg.workerIndex,
+        dataDir: msg.paths.dataDir,
       };
       if (!engine) throw new Error(`engine ${msg.role} is not part of this build`);
       if (engine.start) background = await engine.start(ctx);

@@ -1,7 +1,7 @@
 // The CLI as a user runs it: init, check, listener state, domains, accounts with passwords from
 // standard input (never argv), status of a server that is not running, the schema.
 import { afterAll, describe, expect, test } from "bun:test";
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { cli, removeDir, tempDir } from "./helpers.ts";
 
@@ -68,6 +68,26 @@ describe("posthorn CLI", () => {
     expect(cli(["domain", "list", "--metabase", mb]).stdout.split("\n")).toContain("second.test");
     expect(cli(["domain", "remove", "second.test", "--metabase", mb]).code).toBe(0);
     expect(cli(["domain", "list", "--metabase", mb]).stdout).not.toMatch(/second/);
+  });
+
+  test("dkim keygen writes a private key (0600), records it, prints the TXT record; list repeats it", () => {
+    const r = cli(["dkim", "keygen", "Example.test", "--selector", "mail", "--metabase", mb]);
+    expect(r.code).toBe(0);
+    const record =
+      /^mail\._domainkey\.example\.test\. IN TXT "v=DKIM1; k=rsa; p=[A-Za-z0-9+/=" ]+$/m;
+    expect(r.stdout).toMatch(record);
+    const meta = JSON.parse(readFileSync(mb, "utf8"));
+    expect(meta.smtp.dkim).toEqual([
+      { domain: "example.test", selector: "mail", keyFile: "dkim/example.test.mail.key" },
+    ]);
+    const keyFile = join(dir, "data", "dkim", "example.test.mail.key");
+    expect(statSync(keyFile).mode & 0o777).toBe(0o600);
+    expect(readFileSync(keyFile, "utf8")).toStartWith("-----BEGIN PRIVATE KEY-----");
+    expect(cli(["dkim", "list", "--metabase", mb]).stdout).toMatch(record);
+    // the same selector again: refused, nothing overwritten
+    expect(cli(["dkim", "keygen", "example.test", "--selector", "mail", "--metabase", mb]).code)
+      .toBe(1);
+    expect(cli(["check", "--metabase", mb]).code).toBe(0);
   });
 
   test("a stopped listener is persisted and status marks it loudly", () => {

@@ -31,6 +31,7 @@ export async function startTransport(
     store: ctx.store,
     config: ctx.config,
     log,
+    dataDir: ctx.dataDir,
     ...options,
   });
   // New entries are published on "queue" by the store (delivery.commit, queue.retry).

@@ -30,6 +30,7 @@ import {
   SessionError,
   SmtpClient,
 } from "./smtp-client.ts";
+import { type DkimKey, loadDkimKeys } from "./dkim.ts";
 
 export interface RunnerOptions {
   store: StoreClient;
@@ -42,6 +43,8 @@ export interface RunnerOptions {
   now?: () => number;
   /** Port for MX and address hosts (tests); default 25. */
   smtpPort?: number;
+  /** Where relative paths of the metabase start (DKIM key files); default the working dir. */
+  dataDir?: string;
 }
 
 type Outcome = Omit<RecipientOutcome, "address">;
@@ -57,6 +60,7 @@ export class QueueRunner {
   private readonly readPassword: PasswordReader;
   private readonly now: () => number;
   private readonly smtpPort: number;
+  private readonly dataDir: string;
   private readonly inFlight = new Set<number>();
   /** Connections (delivery tasks) running per next hop: smtp.queue.connectionsPerHop. */
   private readonly hopTasks = new Map<string, number>();
@@ -76,6 +80,7 @@ export class QueueRunner {
     this.readPassword = opts.readPassword ?? readPasswordFile;
     this.now = opts.now ?? Date.now;
     this.smtpPort = opts.smtpPort ?? 25;
+    this.dataDir = opts.dataDir ?? process.cwd();
   }
 
   start(): void {
@@ -207,6 +212,14 @@ export class QueueRunner {
     await this.record(entries, results);
   }
 
+  /** The DKIM keys, their files read (cached until they change); an unreadable one is left
+   * out and logged, and its mail goes unsigned. */
+  #dkimKeys(mb: Metabase): DkimKey[] {
+    return loadDkimKeys(mb, this.dataDir, (domain, file, err) => {
+      this.log.error("dkim.key_unreadable", { domain, file, error: err });
+    });
+  }
+
   private async deliverHop(hop: string, entries: QueueEntry[]): Promise<void> {
     const mb = this.config();
     const log = this.log.child("hop");
@@ -241,7 +254,7 @@ export class QueueRunner {
       try {
         client = await SmtpClient.connect(
           candidate,
-          clientSettings(mb, this.log.child("smtp"), this.abort.signal),
+          clientSettings(mb, this.log.child("smtp"), this.abort.signal, this.#dkimKeys(mb)),
         );
       } catch (err) {
         lastError = err instanceof SessionError

@@ -8,6 +8,7 @@ import { ConnectionError, SmtpConnection } from "./connection.ts";
 import { DotStuffer } from "./dot-stuff.ts";
 import { formatReply, type SmtpReply, statusOf } from "./reply.ts";
 import { DowngradeRefused, planSevenBit, type SevenBitLimits, toSevenBit } from "./seven-bit.ts";
+import { chooseDkimKey, type DkimKey, dkimSignatureFor } from "./dkim.ts";
 import { xtextEncode } from "./xtext.ts";
 
 export interface HopTarget {
@@ -34,12 +35,19 @@ export interface ClientSettings {
   signal?: AbortSignal;
   /** The 8-bit → 7-bit downgrade's limits (defaults: the metabase defaults). */
   sevenBit?: SevenBitLimits;
+  /** DKIM keys (smtp.dkim, files read): a message of one of their domains is signed. */
+  dkim?: DkimKey[];
 }
 
 const DEFAULT_SEVEN_BIT: SevenBitLimits = { lineBytes: 64 * 1024, mimeDepth: 100 };
 
 /** The client's settings from the live metabase (read per session so reloads apply). */
-export function clientSettings(mb: Metabase, log: Logger, signal?: AbortSignal): ClientSettings {
+export function clientSettings(
+  mb: Metabase,
+  log: Logger,
+  signal?: AbortSignal,
+  dkim: DkimKey[] = [],
+): ClientSettings {
   const c = mb.smtp.client;
   return {
     heloName: mb.server.hostname,
@@ -55,6 +63,7 @@ export function clientSettings(mb: Metabase, log: Logger, signal?: AbortSignal):
     log,
     signal,
     sevenBit: { lineBytes: mb.limits.dataLineBytes, mimeDepth: c.mimeNestingLimit },
+    dkim,
   };
 }
 
@@ -407,6 +416,28 @@ export class SmtpClient {
       }
     }
 
+    // RFC 6376: signed as it leaves, over the bytes that leave (after any 7-bit conversion).
+    const keys = this.settings.dkim ?? [];
+    if (keys.length > 0) {
+      try {
+        const key = await chooseDkimKey(keys, msg.body(), msg.sender);
+        if (key) {
+          const unsigned = body;
+          const field = await dkimSignatureFor(unsigned(), key);
+          body = () => withField(field, unsigned());
+          size += field.length;
+        }
+      } catch (err) {
+        // A key that cannot sign must not hold the mail: it goes unsigned, and loudly so. (A
+        // store that cannot be read fails the send below as well, temporarily.)
+        this.settings.log.error("dkim.sign_failed", {
+          remote: this.remote,
+          sender: msg.sender,
+          error: err as Error,
+        });
+      }
+    }
+
     try {
       if (this.needsReset) await this.reset();
       const dsn = this.capabilities.has("DSN");
@@ -611,4 +642,13 @@ async function* exactly(
     yield chunk;
   }
   if (n !== size) throw new Error(`the message ended after ${n} of its ${size} bytes`);
+}
+
+/** A header field in front of a message's bytes. */
+async function* withField(
+  field: Uint8Array,
+  body: AsyncIterable<Uint8Array>,
+): AsyncGenerator<Uint8Array> {
+  yield field;
+  yield* body;
 }
