@@ -33,6 +33,9 @@ const listenerFields = {
 
 export const SmtpConnector = z.strictObject({
   ...listenerFields,
+  fromMustMatch: z.boolean().default(true).describe(
+    "Authenticated clients: the From: (or Resent-From:) header must name addresses the account owns, as MAIL FROM must (550 5.7.1 otherwise); outbound mail is DKIM-signed for its From: domain",
+  ),
   role: z.enum(["mx", "submission"]).default("mx").describe(
     "mx: accepts mail for local domains from anyone; submission: for authenticated users",
   ),

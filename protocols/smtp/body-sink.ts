@@ -21,6 +21,8 @@ export interface BodyLimits {
   chunkBytes: number;
   maxHops: number;
   dataLineBytes: number;
+  /** Keep a copy of the first chunk (the header section) for checks at the end (`head`). */
+  keepHead?: boolean;
 }
 
 export type CommitRequest = Omit<CallReq<"delivery.commit">, "uploadId">;
@@ -50,6 +52,8 @@ export class BodySink implements ScanOutput {
   #committing = false;
   #scanner: DataScanner | null = null;
   #mode: ScanMode | null = null;
+  /** The first chunk, copied before it went to the store (limits.keepHead). */
+  #head: Uint8Array | null = null;
   failure: Reply | null = null;
 
   constructor(
@@ -150,6 +154,7 @@ export class BodySink implements ScanOutput {
   async flush(): Promise<void> {
     if (this.#ready.length > 0 && !this.failure && this.#uploadId === null) {
       const first = this.#ready.shift()!;
+      if (this.limits.keepHead) this.#head = first.slice();
       const refused = await this.#open(first);
       chunks.give(first);
       if (refused) return this.fail(refused);
@@ -180,6 +185,13 @@ export class BodySink implements ScanOutput {
     await this.flush();
     if (this.#used > 0) this.#tail = this.#current.subarray(0, this.#used);
     this.#used = 0;
+  }
+
+  /** The start of the message (our Received: header first), after `finish`, with keepHead;
+   * `whole` when that is all of it. */
+  head(): { bytes: Uint8Array; whole: boolean } | null {
+    if (this.#head) return { bytes: this.#head, whole: false };
+    return this.#whole ? { bytes: this.#whole, whole: true } : null;
   }
 
   /** Commits to every recipient in one fsynced transaction; call after `finish`. */

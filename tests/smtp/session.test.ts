@@ -576,6 +576,56 @@ describe("AUTH (RFC 4954) and submission", () => {
     expect((await c.cmd("RCPT TO:<friend@elsewhere.example>")).code).toBe(250); // may relay
   });
 
+  test("an authenticated client's From: must be its own, as MAIL FROM must (550 5.7.1)", async () => {
+    const store = storeWithAlice();
+    store.aliases.set("sales@example.com", "alice@example.com");
+    const c = await openSession({ store, secure: true, connector: { role: "submission" } });
+    await c.cmd("EHLO c");
+    expect((await c.cmd(`AUTH PLAIN ${b64("\0alice@example.com\0secret")}`)).code).toBe(235);
+    const send = async (header: string) => {
+      await c.cmd("MAIL FROM:<alice@example.com>");
+      await c.cmd("RCPT TO:<friend@elsewhere.example>");
+      expect((await c.cmd("DATA")).code).toBe(354);
+      c.send(`${header}Subject: hi\r\n\r\nhello\r\n.\r\n`);
+      return await c.reply();
+    };
+    const forged = await send("From: The CEO <ceo@example.com>\r\n");
+    expect(forged.code).toBe(550);
+    expect(forged.text).toBe(
+      "5.7.1 From: address ceo@example.com is not owned by alice@example.com",
+    );
+    expect((await send("From: Alice <alice@example.com>\r\n")).code).toBe(250);
+    expect((await send("From: Sales <sales@example.com>\r\n")).code).toBe(250);
+    expect((await send("")).code).toBe(250); // no From: at all: the receiver judges it
+    // a header longer than the first chunk cannot hide its From: from the check
+    const padding = `X-Pad: ${"p".repeat(70)}\r\n`.repeat(1000);
+    expect((await send(padding + "From: ceo@example.com\r\n")).code).toBe(550);
+    expect(c.store.messages.length).toBe(3);
+  });
+
+  test("fromMustMatch: false checks MAIL FROM only; unauthenticated mail is not checked", async () => {
+    const store = storeWithAlice();
+    const c = await openSession({
+      store,
+      secure: true,
+      connector: { role: "submission", fromMustMatch: false },
+    });
+    await c.cmd("EHLO c");
+    await c.cmd(`AUTH PLAIN ${b64("\0alice@example.com\0secret")}`);
+    await c.cmd("MAIL FROM:<alice@example.com>");
+    await c.cmd("RCPT TO:<friend@elsewhere.example>");
+    await c.cmd("DATA");
+    c.send("From: someone@else.example\r\n\r\nhi\r\n.\r\n");
+    expect((await c.reply()).code).toBe(250);
+    const mx = await openSession({ store: storeWithAlice() });
+    await mx.cmd("EHLO c");
+    await mx.cmd("MAIL FROM:<x@remote.example>");
+    await mx.cmd("RCPT TO:<alice@example.com>");
+    await mx.cmd("DATA");
+    mx.send("From: ceo@example.com\r\n\r\nhi\r\n.\r\n");
+    expect((await mx.reply()).code).toBe(250);
+  });
+
   test("auth none: AUTH is neither offered nor accepted", async () => {
     const c = await openSession({ loopback: true, connector: { auth: "none" } });
     expect((await c.cmd("EHLO c")).text).not.toContain("AUTH");

@@ -6,6 +6,7 @@ import { receivedHeader } from "../received.ts";
 import { type Reply, reply } from "../reply.ts";
 import type { SmtpSession, Transaction } from "../session.ts";
 import { replyForStoreCode, replyForStoreError } from "../store-replies.ts";
+import { authorAddresses } from "../from-header.ts";
 
 const encoder = new TextEncoder();
 
@@ -16,6 +17,7 @@ export async function startBody(s: SmtpSession, tx: Transaction): Promise<Reply 
     chunkBytes: s.config.ipc.chunkBytes,
     maxHops: s.config.smtp.maxHops,
     dataLineBytes: s.config.limits.dataLineBytes,
+    keepHead: checksAuthor(s),
   }, s.log);
   const header = receivedHeader({
     heloName: s.helo ?? "unknown",
@@ -47,6 +49,15 @@ export async function finishMessage(s: SmtpSession): Promise<void> {
     s.resetTransaction();
     s.send(sink.failure);
     return s.afterTransaction();
+  }
+  if (checksAuthor(s)) {
+    const refused = await checkAuthor(s, sink.head());
+    if (refused) {
+      sink.fail(refused);
+      s.resetTransaction();
+      s.send(refused);
+      return s.afterTransaction();
+    }
   }
   let result: Reply;
   try {
@@ -108,4 +119,44 @@ export async function finishMessage(s: SmtpSession): Promise<void> {
   s.tx = null; // committed or aborted: nothing to release
   s.send(result);
   s.afterTransaction();
+}
+
+function checksAuthor(s: SmtpSession): boolean {
+  return s.account !== null && s.connector.fromMustMatch;
+}
+
+/**
+ * An authenticated client's message must name the account as its author, as MAIL FROM must
+ * (RFC 6409 §8): outbound mail is DKIM-signed for its From: domain. A message with no From:
+ * at all passes (RFC 6409 §8.1.5: an MSA may add one; receivers judge it). A reply when not.
+ */
+async function checkAuthor(
+  s: SmtpSession,
+  head: { bytes: Uint8Array; whole: boolean } | null,
+): Promise<Reply | null> {
+  const account = s.account!;
+  const addresses = head ? authorAddresses(head.bytes, head.whole) : [];
+  // A header section longer than the first chunk would hide its From: from the check.
+  if (addresses === null) {
+    return reply(550, "5.7.1", "Message header too long to check its From: address");
+  }
+  for (const address of addresses) {
+    let owned: boolean;
+    try {
+      owned = await s.store.call("account.ownsAddress", { userId: account.userId, address });
+    } catch (err) {
+      s.log.warn("smtp.owner_check_failed", { conn: s.conn.id, address, error: err as Error });
+      return replyForStoreError(err);
+    }
+    if (!owned) {
+      s.log.warn("smtp.author_refused", {
+        conn: s.conn.id,
+        ip: s.conn.remoteAddress,
+        account: account.address,
+        author: address,
+      });
+      return reply(550, "5.7.1", `From: address ${address} is not owned by ${account.address}`);
+    }
+  }
+  return null;
 }
