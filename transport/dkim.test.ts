@@ -144,12 +144,90 @@ describe("DKIM signing", () => {
     expect(await verify(data!, [here])).toBe(true);
   });
 
+  test("a DSN (null sender, From: MAILER-DAEMON@host) is signed with its host's parent domain key", async () => {
+    const here = key("here.test");
+    const dsn =
+      "From: Mail Delivery System <MAILER-DAEMON@mx1.here.test>\r\nTo: bob@there.test\r\n" +
+      "Subject: Undelivered Mail\r\n\r\nSorry.\r\n";
+    // RFC 7489 §3.1.1: d=here.test is aligned (relaxed) with a From: of mx1.here.test.
+    const { outcome, data } = await send({}, message(dsn, ""), [key("mx1.other.test"), here]);
+    expect(outcome.kind).toBe("sent");
+    expect(Buffer.from(data!).toString("latin1")).toContain("d=here.test");
+    expect(await verify(data!, [here])).toBe(true);
+    // An exact key wins over a parent's; the From: domain's parent wins over the sender's.
+    const exact = key("mx1.here.test");
+    const viaExact = await send({}, message(dsn, ""), [here, exact]);
+    expect(Buffer.from(viaExact.data!).toString("latin1")).toContain("d=mx1.here.test");
+    const other = key("other.test");
+    const viaParent = await send({}, message(dsn, "x@other.test"), [other, here]);
+    expect(Buffer.from(viaParent.data!).toString("latin1")).toContain("d=here.test");
+  });
+
   test("a key that cannot sign does not hold the mail: it leaves unsigned, and it is logged", async () => {
     const broken = { domain: "here.test", selector: "sel", privateKey: "not a key" };
     const { outcome, data } = await send({}, message(TEXT), [broken]);
     expect(outcome.kind).toBe("sent");
     expect(Buffer.from(data!).toString("latin1")).toStartWith("From: ");
     expect(log.records.some((r) => r.event === "dkim.sign_failed")).toBe(true);
+  });
+
+  test("the SIZE limit counts the signature: a message that fits only unsigned is not sent", async () => {
+    const here = key("here.test");
+    const msg = message(TEXT);
+    // RFC 1870 §6.1: the server's limit holds for what is sent, signature included.
+    const { outcome, data } = await send({ extensions: [`SIZE ${msg.size + 10}`] }, msg, [here]);
+    expect(outcome.kind).toBe("permanent");
+    expect(outcome.status).toBe("5.3.4");
+    expect(data).toBeUndefined();
+    // With room for the signature it goes, and SIZE= is the signed size.
+    const roomy = await send({ extensions: [`SIZE ${msg.size + 2000}`] }, msg, [here]);
+    expect(roomy.outcome.kind).toBe("sent");
+    expect(await verify(roomy.data!, [here])).toBe(true);
+  });
+
+  test("a store read that fails while signing defers the mail: it never leaves unsigned", async () => {
+    const here = key("here.test");
+    const full = bytes(TEXT);
+    let reads = 0;
+    const msg: OutboundMessage = {
+      ...message(TEXT),
+      async *body() {
+        // Only the signing pass (the second read; the first picks the key) ends early.
+        const cut = ++reads === 2 ? full.length - 5 : full.length;
+        for (let i = 0; i < cut; i += 100) yield full.slice(i, Math.min(i + 100, cut));
+      },
+    };
+    const { outcome, data } = await send({}, msg, [here]);
+    expect(outcome.kind).toBe("temporary");
+    expect(outcome.status).toBe("4.3.0");
+    expect(data).toBeUndefined();
+  });
+
+  test("fromDomain skips comments and quoted text, takes the first mailbox of a list or group", () => {
+    const cases: [string, string | null][] = [
+      ["From: user@example.com (Joe <joe@evil.test>)", "example.com"],
+      ['From: "Joe <joe@other.test>" <joe@example.com>', "example.com"],
+      ["From: joe@example.com (at home@work)", "example.com"],
+      ["From: a@example.com, b@other.test", "example.com"],
+      ["From: A <a@example.com>, B <b@other.test>", "example.com"],
+      ["From: Team: a@example.com, B <b@other.test>;", "example.com"],
+      ["From: Nobody:;, c@example.com", "example.com"],
+      ['From: "a@b.test"@example.com', "example.com"],
+      ['From: "x\\" <y@z.test>" <w@example.com>', "example.com"],
+      ["From: =?utf-8?q?J=C3=B6rg?= <j@Example.COM>", "example.com"],
+      ["From: (comment (nested) x@evil.test) j@example.com", "example.com"],
+      ["From : j@example.com", "example.com"],
+      ["From: <@route.test:j@example.com>", "example.com"],
+      ["From: j@example.com.", "example.com"],
+      ["From: j@B\xc3\xbccher.test", "xn--bcher-kva.test"],
+      ["From: Joe <joe>", null],
+      ["From: undisclosed-recipients:;", null],
+      ["Resent-From: r@example.com", null],
+    ];
+    for (const [field, domain] of cases) {
+      expect([field, fromDomain(bytes(`Subject: x\r\n${field}\r\nTo: t@to.test\r\n\r\nb`))])
+        .toEqual([field, domain]);
+    }
   });
 
   test("fromDomain reads the first address of From:, folded or with a display name", () => {

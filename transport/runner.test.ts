@@ -359,6 +359,30 @@ describe("queue runner", () => {
     expect(dsn.recipients[0]!.get("diagnostic-code")).toContain("exmaple.test does not exist");
   });
 
+  test("NXDOMAIN bounces only once DNS has said so for unknownDomainMinutes, however old the mail", async () => {
+    const dns: Record<string, string> = { "late.test": "ESERVFAIL" };
+    const { store, pass, clock } = setup(
+      config(1, { routes: [], queue: { unknownDomainMinutes: 30 } }),
+      { dns },
+    );
+    const t0 = clock.now;
+    const [old] = store.enqueue("alice@here.test", ["x@late.test"], MSG);
+    await pass();
+    // Two hours of another failure, then the resolver says NXDOMAIN for the first time (a
+    // resolver cut off for a minute): the mail is old, but the answer is new, so it waits.
+    clock.now = t0 + 120 * 60_000;
+    dns["late.test"] = "ENOTFOUND";
+    await pass();
+    expect(store.failed).toEqual([]);
+    expect(store.defers.filter((d) => d.queueId === old).length).toBe(2);
+    // Still NXDOMAIN past the grace: now it bounces.
+    clock.now = t0 + 151 * 60_000;
+    await pass();
+    expect(store.failed.map((f) => f.queueId)).toEqual([old!]);
+    const dsn = parseDsn(store.inbox("alice@here.test")[0]!.body);
+    expect(dsn.recipients[0]!.get("status")).toBe("5.1.2");
+  });
+
   test("a bounce the store cannot take keeps the entry (deferred), so nothing is lost", async () => {
     const s = server({ reply: (l) => (l.startsWith("RCPT") ? "550 5.1.1 gone" : undefined) });
     const { store, pass } = setup(config(s.port));

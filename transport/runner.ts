@@ -64,6 +64,8 @@ export class QueueRunner {
   private readonly inFlight = new Set<number>();
   /** Connections (delivery tasks) running per next hop: smtp.queue.connectionsPerHop. */
   private readonly hopTasks = new Map<string, number>();
+  /** Per recipient domain: when DNS first and last said it does not exist (NXDOMAIN). */
+  private readonly nxdomain = new Map<string, { since: number; last: number }>();
   private readonly active = new Set<Promise<void>>();
   private readonly abort = new AbortController();
   private timer: ReturnType<typeof setTimeout> | null = null;
@@ -220,10 +222,34 @@ export class QueueRunner {
     });
   }
 
+  /**
+   * How long DNS has said `hop` does not exist, this answer included (0: it did not say so
+   * now). An answer is forgotten once no lookup has repeated it for longer than a retry
+   * interval and the grace together, so the map holds only domains still being tried.
+   */
+  #nxdomainLasted(hop: string, nxdomain: boolean, mb: Metabase): number {
+    const now = this.now();
+    const q = mb.smtp.queue;
+    const stale = q.unknownDomainMinutes * 60_000 + q.retryMaxSeconds * 1000 +
+      q.pollSeconds * 1000;
+    for (const [domain, seen] of this.nxdomain) {
+      if (now - seen.last > stale) this.nxdomain.delete(domain);
+    }
+    if (!nxdomain) {
+      this.nxdomain.delete(hop);
+      return 0;
+    }
+    const seen = this.nxdomain.get(hop) ?? { since: now, last: now };
+    seen.last = now;
+    this.nxdomain.set(hop, seen);
+    return now - seen.since;
+  }
+
   private async deliverHop(hop: string, entries: QueueEntry[]): Promise<void> {
     const mb = this.config();
     const log = this.log.child("hop");
     const plan = await planRoute(hop, mb, this.dns(mb), this.readPassword, this.smtpPort);
+    const nxdomainFor = this.#nxdomainLasted(hop, !plan.ok && plan.unknownDomain === true, mb);
     if (!plan.ok) {
       log.info("route_failed", { hop, error: plan.error });
       const results = new Map<number, Outcome>();
@@ -231,8 +257,10 @@ export class QueueRunner {
       const grace = mb.smtp.queue.unknownDomainMinutes * 60_000;
       for (const e of entries) {
         // RFC 5321 §5.1 / RFC 3463 §3.2: a domain that does not exist is a permanent failure
-        // (5.1.2), once it has said so for longer than a resolver outage would last.
-        const unknown = plan.unknownDomain === true && now - e.createdAt >= grace;
+        // (5.1.2), once it has said so for longer than a resolver outage would last (and the
+        // message has waited that long): old mail is not bounced by a resolver's first NXDOMAIN.
+        const unknown = plan.unknownDomain === true && nxdomainFor >= grace &&
+          now - e.createdAt >= grace;
         results.set(e.queueId, {
           kind: plan.temporary && !unknown ? "temporary" : "permanent",
           status: unknown ? "5.1.2" : plan.status,

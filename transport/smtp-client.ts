@@ -419,22 +419,43 @@ export class SmtpClient {
     // RFC 6376: signed as it leaves, over the bytes that leave (after any 7-bit conversion).
     const keys = this.settings.dkim ?? [];
     if (keys.length > 0) {
+      // A read of the store that fails (or ends early) while the key is chosen or the
+      // signature computed is the store's fault, not the key's: the mail is tried later,
+      // never sent unsigned because of it (a receiver's DMARC policy could refuse it).
+      let readError: unknown = null;
+      const watched = (source: AsyncIterable<Uint8Array>) =>
+        noteFailure(source, (err) => readError ??= err);
       try {
-        const key = await chooseDkimKey(keys, msg.body(), msg.sender);
+        const key = await chooseDkimKey(keys, watched(msg.body()), msg.sender);
         if (key) {
           const unsigned = body;
-          const field = await dkimSignatureFor(unsigned(), key);
+          const field = await dkimSignatureFor(watched(unsigned()), key);
           body = () => withField(field, unsigned());
           size += field.length;
         }
       } catch (err) {
-        // A key that cannot sign must not hold the mail: it goes unsigned, and loudly so. (A
-        // store that cannot be read fails the send below as well, temporarily.)
+        if (readError !== null) {
+          const text = String((readError as Error)?.message ?? readError);
+          settleAll(all, "temporary", "4.3.0", text, false);
+          return finish();
+        }
+        // A key that cannot sign must not hold the mail: it goes unsigned, and loudly so.
         this.settings.log.error("dkim.sign_failed", {
           remote: this.remote,
           sender: msg.sender,
           error: err as Error,
         });
+      }
+      // RFC 1870 §6.1: the limit holds for what is sent, the signature included.
+      if (this.capabilities.has("SIZE") && maxSize > 0 && size > maxSize) {
+        settleAll(
+          all,
+          "permanent",
+          "5.3.4",
+          `message of ${size} bytes once signed exceeds the ${maxSize} bytes ${this.remote} accepts`,
+          false,
+        );
+        return finish();
       }
     }
 
@@ -642,6 +663,19 @@ async function* exactly(
     yield chunk;
   }
   if (n !== size) throw new Error(`the message ended after ${n} of its ${size} bytes`);
+}
+
+/** The bytes of `source`, passed on; a failure to read them is reported to `onError` too. */
+async function* noteFailure(
+  source: AsyncIterable<Uint8Array>,
+  onError: (err: unknown) => void,
+): AsyncGenerator<Uint8Array> {
+  try {
+    yield* source;
+  } catch (err) {
+    onError(err);
+    throw err;
+  }
 }
 
 /** A header field in front of a message's bytes. */
