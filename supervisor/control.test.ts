@@ -1,9 +1,17 @@
 // The control socket: one JSON request per connection, progress lines, then done or error;
 // a hang-up is seen by the handler; only the server's user may connect (mode 0600).
 import { afterAll, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, statSync } from "node:fs";
+import {
+  chmodSync,
+  mkdirSync,
+  mkdtempSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { StoreError } from "../ipc/store-api.ts";
 import { memoryLogger } from "../log/mod.ts";
 import { eventually } from "../tests/helpers.ts";
@@ -66,4 +74,114 @@ test("requests, progress, errors and hang-ups", async () => {
   }
   // No server: null, so the caller can fall back.
   expect(await controlRequest(dir, { op: "count", to: 1 }, () => {})).toBeNull();
+});
+
+test("the socket is never reachable by other users, even for an instant", async () => {
+  // A run dir others may enter (as the supervisor makes it) and a umask that hides nothing:
+  // a socket bound there and only then chmod-ed takes connections from anyone in between
+  // (connect() is checked against the mode at that moment, and the kernel queues it).
+  const runDir = join(dir, "open-run");
+  mkdirSync(runDir);
+  chmodSync(runDir, 0o755);
+  // A symlink planted at the socket's path must not make chmod reach its target.
+  const target = join(dir, "target-file");
+  writeFileSync(target, "x");
+  chmodSync(target, 0o644);
+  symlinkSync(target, join(runDir, CONTROL_SOCKET));
+  const listen = Bun.listen;
+  const reachable: string[] = [];
+  (Bun as { listen: unknown }).listen = (opts: { unix?: string }) => {
+    const l = listen(opts as Parameters<typeof listen>[0]);
+    if (opts.unix) {
+      const sock = statSync(opts.unix).mode & 0o077;
+      const parent = statSync(dirname(opts.unix)).mode & 0o077;
+      if (sock !== 0 && parent !== 0) reachable.push(opts.unix);
+    }
+    return l;
+  };
+  const umask = process.umask(0);
+  const server = new ControlServer(
+    runDir,
+    { ping: () => Promise.resolve("pong") },
+    memoryLogger("c"),
+  );
+  try {
+    server.start();
+  } finally {
+    process.umask(umask);
+    (Bun as { listen: unknown }).listen = listen;
+  }
+  try {
+    expect(reachable).toEqual([]);
+    expect(statSync(join(runDir, CONTROL_SOCKET)).mode & 0o777).toBe(0o600);
+    expect(statSync(join(runDir, CONTROL_SOCKET)).isSocket()).toBe(true);
+    expect(statSync(target).mode & 0o777).toBe(0o644);
+    expect(await controlRequest(runDir, { op: "ping" }, () => {})).toEqual({ done: "pong" });
+  } finally {
+    server.stop();
+  }
+});
+
+test("a client that does not read: every line it gets is whole, and the answer comes last", async () => {
+  const line = "p".repeat(200);
+  const server = new ControlServer(
+    dir,
+    {
+      // Far more progress than a socket buffer holds, sent before the client can read any.
+      flood: (_req, reply) => {
+        for (let i = 0; i < 20_000; i++) reply.progress({ i, line });
+        return Promise.resolve({ finished: true });
+      },
+    },
+    memoryLogger("control"),
+  );
+  server.start();
+  try {
+    let seen = 0;
+    let last = -1;
+    const answer = await controlRequest(dir, { op: "flood" }, (p) => {
+      const { i } = p as { i: number };
+      expect(i).toBeGreaterThan(last); // in order; some may be skipped, none cut
+      last = i;
+      seen++;
+    });
+    expect(answer).toEqual({ done: { finished: true } });
+    expect(seen).toBeGreaterThan(0);
+  } finally {
+    server.stop();
+  }
+});
+
+test("a request trickled a byte at a time is still cut off at the deadline", async () => {
+  const server = new ControlServer(
+    dir,
+    { ping: () => Promise.resolve("pong") },
+    memoryLogger("c"),
+    300,
+  );
+  server.start();
+  try {
+    let closed = false;
+    let answer = "";
+    const sock = await Bun.connect({
+      unix: join(dir, CONTROL_SOCKET),
+      socket: {
+        data: (_s, d) => void (answer += Buffer.from(d).toString()),
+        close: () => void (closed = true),
+      },
+    });
+    sock.write("{");
+    for (let i = 0; i < 40 && !closed; i++) {
+      await Bun.sleep(50); // well inside any idle timeout
+      sock.write(" ");
+    }
+    expect(closed).toBe(true);
+    expect(answer).toBe("");
+    // A request too long is refused once, and what follows it is not buffered.
+    const refusal = await controlRequest(dir, { op: "ping", pad: "x".repeat(70_000) }, () => {})
+      .catch((e) => e);
+    expect(refusal).toMatchObject({ code: "invalid", message: "request too long" });
+  } finally {
+    server.stop();
+  }
 });

@@ -3,7 +3,7 @@
 // directory, mode 0600, so only the server's own user (or root) can use it. One request per
 // connection, one JSON line; the answer is JSON lines: progress, then exactly one of
 // {"done": …} or {"error": {code, message}}. A client that hangs up cancels its request.
-import { chmodSync, rmSync } from "node:fs";
+import { chmodSync, mkdtempSync, renameSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { Socket, UnixSocketListener } from "bun";
 import type { Logger } from "../log/mod.ts";
@@ -12,8 +12,10 @@ import { StoreError } from "../ipc/store-api.ts";
 export const CONTROL_SOCKET = "control.sock";
 /** A request line longer than this is refused (requests are a few paths and names). */
 const MAX_REQUEST_BYTES = 64 * 1024;
-/** A connection that has not sent its whole request by then is closed. */
-const REQUEST_TIMEOUT_SECONDS = 30;
+/** A connection that has not sent its whole request by then is closed (however it trickles),
+ * and so is one whose answer has waited that long for the client to read it. */
+const REQUEST_TIMEOUT_MS = 30_000;
+const encoder = new TextEncoder();
 
 /** What a request handler may send back: progress lines as it goes. */
 export interface ControlReply {
@@ -30,17 +32,25 @@ interface ConnState {
   buffered: string;
   started: boolean;
   gone: boolean;
+  /** Bytes the socket did not take yet (Bun's write does not buffer: it says how much went). */
+  unsent: Uint8Array | null;
+  /** The answer is queued: close once it has gone. */
+  ending: boolean;
+  deadline: ReturnType<typeof setTimeout> | null;
 }
 
 export class ControlServer {
   #listener: UnixSocketListener<ConnState> | null = null;
   readonly #path: string;
+  readonly #runDir: string;
 
   constructor(
     runDir: string,
     private readonly handlers: Record<string, ControlHandler>,
     private readonly log: Logger,
+    private readonly requestTimeoutMs = REQUEST_TIMEOUT_MS,
   ) {
+    this.#runDir = runDir;
     this.#path = join(runDir, CONTROL_SOCKET);
   }
 
@@ -48,32 +58,59 @@ export class ControlServer {
   start(): void {
     // We hold the run lock: a socket file left here is a dead server's.
     rmSync(this.#path, { force: true });
+    // Bound where only we can reach it, made 0600 there, then renamed into place. Bound at
+    // its final path and chmod-ed after, it would take connections from anyone the umask
+    // let in until the chmod (the kernel checks the mode at connect() and queues the
+    // connection); and a chmod by path could be sent through a symlink planted meanwhile.
+    let privateDir: string | null = null;
     try {
+      privateDir = mkdtempSync(join(this.#runDir, ".c")); // mode 0700, whatever the umask
+      const bound = join(privateDir, "s"); // short: a Unix socket path has ~107 bytes
       this.#listener = Bun.listen<ConnState>({
-        unix: this.#path,
+        unix: bound,
         socket: {
           open: (s) => {
-            s.data = { buffered: "", started: false, gone: false };
-            s.timeout(REQUEST_TIMEOUT_SECONDS);
+            const st: ConnState = {
+              buffered: "",
+              started: false,
+              gone: false,
+              unsent: null,
+              ending: false,
+              deadline: null,
+            };
+            s.data = st;
+            // A deadline, not an idle timeout: a request trickled a byte at a time ends too.
+            st.deadline = setTimeout(() => {
+              if (!st.started) s.end();
+            }, this.requestTimeoutMs);
           },
           timeout: (s) => {
-            if (!s.data.started) s.end();
+            if (s.data.ending) s.terminate(); // the client never read its answer
           },
           data: (s, chunk) => this.#received(s, chunk),
-          close: (s) => {
-            if (s.data) s.data.gone = true;
-          },
-          error: (s) => {
-            if (s.data) s.data.gone = true;
-          },
+          drain: (s) => this.#flush(s),
+          close: (s) => this.#gone(s),
+          error: (s) => this.#gone(s),
         },
       });
-      chmodSync(this.#path, 0o600);
+      chmodSync(bound, 0o600);
+      renameSync(bound, this.#path); // atomic; replaces whatever is there, never follows it
     } catch (err) {
       this.log.warn("control.unavailable", { path: this.#path, error: err as Error });
       this.#listener?.stop(true);
       this.#listener = null;
+    } finally {
+      if (privateDir) rmSync(privateDir, { recursive: true, force: true });
     }
+  }
+
+  #gone(s: Socket<ConnState>): void {
+    const st = s.data;
+    if (!st) return;
+    st.gone = true;
+    st.unsent = null;
+    if (st.deadline) clearTimeout(st.deadline);
+    st.deadline = null;
   }
 
   stop(): void {
@@ -84,17 +121,18 @@ export class ControlServer {
 
   #received(s: Socket<ConnState>, chunk: Uint8Array): void {
     const st = s.data;
-    if (st.started) return; // one request per connection: anything after it is ignored
+    // One request per connection: anything after it (or after a refusal) is ignored.
+    if (st.started || st.ending) return;
     st.buffered += Buffer.from(chunk).toString("utf8");
     const eol = st.buffered.indexOf("\n");
-    if (eol < 0) {
-      if (st.buffered.length > MAX_REQUEST_BYTES) {
-        this.#finish(s, { error: { code: "invalid", message: "request too long" } });
-      }
-      return;
+    // However it arrives (in one chunk or many), a longer line is refused.
+    if ((eol < 0 ? st.buffered.length : eol) > MAX_REQUEST_BYTES) {
+      return this.#finish(s, { error: { code: "invalid", message: "request too long" } });
     }
-    st.started = true;
-    s.timeout(0); // the work may take long; the client hanging up is what ends it
+    if (eol < 0) return;
+    st.started = true; // the work may take long; the client hanging up is what ends it
+    if (st.deadline) clearTimeout(st.deadline);
+    st.deadline = null;
     let request: Record<string, unknown>;
     try {
       const parsed: unknown = JSON.parse(st.buffered.slice(0, eol));
@@ -112,7 +150,7 @@ export class ControlServer {
     }
     this.log.info("control.request", { op });
     const reply: ControlReply = {
-      progress: (value) => this.#send(s, { progress: value }),
+      progress: (value) => this.#send(s, { progress: value }, true),
       get gone() {
         return st.gone;
       },
@@ -129,13 +167,43 @@ export class ControlServer {
     );
   }
 
-  #send(s: Socket<ConnState>, line: unknown): void {
-    if (!s.data.gone) s.write(JSON.stringify(line) + "\n");
+  /**
+   * Sends one JSON line whole or not at all: Bun's write takes what fits in the socket and
+   * drops the rest, so what it did not take waits for drain. While it waits, progress is
+   * skipped (a later line says more), so a client that stops reading costs one line of memory.
+   */
+  #send(s: Socket<ConnState>, line: unknown, skippable = false): void {
+    const st = s.data;
+    if (st.gone || st.ending) return;
+    const bytes = encoder.encode(JSON.stringify(line) + "\n");
+    if (st.unsent) {
+      if (skippable) return;
+      const both = new Uint8Array(st.unsent.length + bytes.length);
+      both.set(st.unsent);
+      both.set(bytes, st.unsent.length);
+      st.unsent = both;
+      return;
+    }
+    const n = s.write(bytes);
+    if (n < 0) st.gone = true;
+    else if (n < bytes.length) st.unsent = bytes.subarray(n);
+  }
+
+  #flush(s: Socket<ConnState>): void {
+    const st = s.data;
+    if (st.unsent && !st.gone) {
+      const n = s.write(st.unsent);
+      if (n < 0) st.gone = true;
+      st.unsent = n >= 0 && n < st.unsent.length ? st.unsent.subarray(n) : null;
+    }
+    if (!st.unsent && st.ending) s.end();
   }
 
   #finish(s: Socket<ConnState>, line: unknown): void {
     this.#send(s, line);
-    s.end();
+    s.data.ending = true;
+    if (s.data.unsent) s.timeout(Math.ceil(this.requestTimeoutMs / 1000));
+    else s.end();
   }
 }
 

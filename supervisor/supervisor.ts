@@ -2,7 +2,7 @@
 // engine's pool, binds their ipc/ queues through the central queue manager, restarts crashed
 // workers with back-off while the rest keep serving, follows metabase edits, writes the event
 // log and the status file, and shuts everything down in order.
-import { mkdirSync, readFileSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { attachStoreClient, QueueManager, StoreError } from "../ipc/mod.ts";
 import { eventLogSink, type Logger, type LogRecord, makeLogger } from "../log/mod.ts";
 import {
@@ -23,7 +23,7 @@ import type { BoundInfo, FromWorker, ToWorker, WorkerRole } from "./messages.ts"
 import { acquireRunLock, type ListenerStatus, releaseRunLock, writeStatus } from "./status.ts";
 import { StoreProxy } from "./store-proxy.ts";
 import { type ControlReply, ControlServer } from "./control.ts";
-import { CertificateWatch } from "./certificate-watch.ts";
+import { CertificateWatch, readCertificatePair } from "./certificate-watch.ts";
 import { WorkerSlot } from "./worker-slot.ts";
 
 export interface SupervisorOptions {
@@ -52,6 +52,8 @@ export class Supervisor {
   #watchdog: ReturnType<typeof setInterval> | null = null;
   #control: ControlServer | null = null;
   #certWatch: CertificateWatch | null = null;
+  /** Whether the last reload read the certificate files (a renewal may be caught mid-write). */
+  #tlsLoaded = true;
   #storeMisses = 0;
   #stopping = false;
   #storeUp: Promise<void> = Promise.resolve();
@@ -474,7 +476,9 @@ export class Supervisor {
     };
     try {
       this.#tls = await this.#loadTls(this.metabase);
+      this.#tlsLoaded = true;
     } catch (err) {
+      this.#tlsLoaded = false;
       this.log.error("tls.reload_failed", {
         error: err as Error,
         hint: "keeping the previous certificate",
@@ -509,27 +513,29 @@ export class Supervisor {
   /** Applies a renewed certificate by itself (tls.checkSeconds): the files are re-read, and
    * implicit-TLS listeners re-bound, as on SIGHUP. */
   #watchCertificates(mb: Metabase): void {
-    this.#certWatch?.close();
-    this.#certWatch = null;
     const { certFile, keyFile } = resolvePaths(this.paths.file, mb);
-    if (!certFile || !keyFile || mb.tls.checkSeconds <= 0) return;
-    this.#certWatch = new CertificateWatch(
-      [certFile, keyFile],
-      mb.tls.checkSeconds * 1000,
-      () => {
-        this.log.info("tls.files_changed", { certFile, keyFile });
-        void this.reload();
-      },
-    );
+    const intervalMs = mb.tls.checkSeconds * 1000;
+    const w = this.#certWatch;
+    // The same files watched as often: keep the watch, which knows the last pair applied (a
+    // new one would take the files as they are now, even a pair that just failed to load).
+    if (
+      w && certFile && keyFile && w.intervalMs === intervalMs && w.files[0] === certFile &&
+      w.files[1] === keyFile
+    ) return;
+    w?.close();
+    this.#certWatch = null;
+    if (!certFile || !keyFile || intervalMs <= 0) return;
+    this.#certWatch = new CertificateWatch([certFile, keyFile], intervalMs, async () => {
+      this.log.info("tls.files_changed", { certFile, keyFile });
+      // Applied only if the pair loaded: else the watch tries again at its next check.
+      return await this.reload() && this.#tlsLoaded;
+    });
   }
 
   async #loadTls(mb: Metabase): Promise<TlsMaterial> {
     const paths = resolvePaths(this.paths.file, mb);
     if (paths.certFile && paths.keyFile) {
-      return {
-        cert: readFileSync(paths.certFile, "utf8"),
-        key: readFileSync(paths.keyFile, "utf8"),
-      };
+      return readCertificatePair(paths.certFile, paths.keyFile);
     }
     if (paths.certFile || paths.keyFile) {
       throw new Error("tls.certFile and tls.keyFile must be given together");

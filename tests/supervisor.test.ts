@@ -456,4 +456,49 @@ describe("certificate renewal", () => {
       removeDir(dir);
     }
   });
+  test("a half-written certificate or a key that is not its own: the old pair keeps serving", async () => {
+    const dir = tempDir();
+    const certFile = join(dir, "cert.pem");
+    const keyFile = join(dir, "key.pem");
+    const first = generateSelfSigned("mail.example.test");
+    const second = generateSelfSigned("mail.example.test");
+    writeFileSync(certFile, first.cert);
+    writeFileSync(keyFile, first.key);
+    const app = await startTestAppliance(
+      (mb) => mb.tls = { certFile, keyFile, checkSeconds: 0.1 },
+      { dir: join(dir, "data") },
+    );
+    const failures = () =>
+      app.supervisor.recentLog.filter((r) => r.event === "tls.reload_failed").length;
+    try {
+      const presented = () =>
+        new Promise<string>((resolve, reject) => {
+          const s = tlsConnect(
+            { host: "127.0.0.1", port: app.ports.pop3s!, rejectUnauthorized: false },
+            () => {
+              resolve(s.getPeerCertificate().fingerprint256);
+              s.destroy();
+            },
+          );
+          s.on("error", reject);
+        });
+      const fingerprint = (pem: string) => new X509Certificate(pem).fingerprint256;
+      expect(await presented()).toBe(fingerprint(first.cert));
+      // Caught mid-write: half a certificate.
+      writeFileSync(certFile, second.cert.slice(0, 300));
+      await eventually(() => failures() >= 1);
+      expect(await presented()).toBe(fingerprint(first.cert));
+      // The new key, with the old certificate: not a pair.
+      writeFileSync(certFile, first.cert);
+      writeFileSync(keyFile, second.key);
+      await eventually(() => failures() >= 2);
+      expect(await presented()).toBe(fingerprint(first.cert));
+      // The renewal completes: the new pair is served.
+      writeFileSync(certFile, second.cert);
+      await eventually(async () => (await presented()) === fingerprint(second.cert));
+    } finally {
+      await app.stop();
+      removeDir(dir);
+    }
+  });
 });

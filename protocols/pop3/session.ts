@@ -44,8 +44,18 @@ interface Queued {
   prefetch: PrefetchedRead | null;
 }
 
+/** Sessions begun in this thread: makes each session's lock owner unique on its binding. */
+let sessionsBegun = 0;
+
 export class Pop3Session implements Session {
   readonly conn: Connection;
+  /**
+   * Who holds the maildrop lock, as the store records it. Not the connection id alone: two
+   * listeners of one worker (pop3 and pop3s, or one re-bound for a renewed certificate) number
+   * their connections from 1 each, and mailbox.unlock by owner must never reach another
+   * session's lock.
+   */
+  readonly lockOwner: string;
   readonly deps: Pop3Deps;
   readonly log: Logger;
   state: Pop3State = "authorization";
@@ -75,6 +85,7 @@ export class Pop3Session implements Session {
 
   constructor(conn: Connection, deps: Pop3Deps) {
     this.conn = conn;
+    this.lockOwner = `${conn.id}#${++sessionsBegun}`;
     this.deps = deps;
     this.log = deps.log;
     const cfg = deps.config();

@@ -30,6 +30,8 @@ export class MemoryStore {
   /** Sessions that released their locks by owner (a lock call that failed on their side). */
   unlockedByOwner: string[] = [];
   lockOwners = new Map<string, number>(); // lockId → userId
+  /** lockId → the owner (session) named by the mailbox.lock call, as the real store keeps it. */
+  lockSessions = new Map<string, string>();
   /** Make the next call of a method fail with this code. */
   failNext = new Map<string, StoreErrorCode>();
   /** auth.verify answers "throttled" for everyone while set. */
@@ -133,6 +135,7 @@ export class MemoryStore {
         const lockId = `lock-${this.#nextLock++}`;
         this.locks.set(req.userId, lockId);
         this.lockOwners.set(lockId, req.userId);
+        this.lockSessions.set(lockId, req.owner);
         return {
           lockId,
           folder: {
@@ -150,15 +153,23 @@ export class MemoryStore {
       },
       "mailbox.unlock": (req) => {
         this.#check("mailbox.unlock");
+        const release = (lockId: string) => {
+          const userId = this.lockOwners.get(lockId);
+          if (userId !== undefined) {
+            this.lockOwners.delete(lockId);
+            this.lockSessions.delete(lockId);
+            this.locks.delete(userId);
+          }
+        };
         if (!("lockId" in req)) {
+          // As the store does: every lock taken for that owner goes (one binding here).
           this.unlockedByOwner.push(req.owner);
+          for (const [lockId, owner] of [...this.lockSessions]) {
+            if (owner === req.owner) release(lockId);
+          }
           return null;
         }
-        const userId = this.lockOwners.get(req.lockId);
-        if (userId !== undefined) {
-          this.lockOwners.delete(req.lockId);
-          this.locks.delete(userId);
-        }
+        release(req.lockId);
         return null;
       },
       "mailbox.expunge": (req) => {

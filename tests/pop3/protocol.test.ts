@@ -304,3 +304,36 @@ describe("POP3 shutdown", () => {
     expect(s2.users.get("zed@example.com")!.messages).toHaveLength(1); // DELE not committed
   });
 });
+
+describe("POP3 lock owners", () => {
+  test("a failed lock's unlock-by-owner never releases another session's lock", async () => {
+    // Two listeners of one worker (pop3 and pop3s, or a listener re-bound for a renewed
+    // certificate) number their connections from 1 each: connection ids repeat on one binding.
+    const s = new MemoryStore();
+    s.addUser("amy@example.com", "amypw");
+    s.addUser("ben@example.com", "benpw");
+    const one = await startPop3(s.service());
+    const two = await startPop3(s.service());
+    try {
+      const a = await RawClient.connect(one.port);
+      await a.line();
+      await a.command("USER amy@example.com");
+      expect(await a.command("PASS amypw")).toStartWith("+OK");
+      const b = await RawClient.connect(two.port);
+      await b.line();
+      s.failNext.set("mailbox.lock", "unavailable");
+      await b.command("USER ben@example.com");
+      expect(await b.command("PASS benpw")).toStartWith("-ERR [SYS/TEMP]");
+      await eventually(() => s.unlockedByOwner.length === 1);
+      // Amy's session still holds her maildrop (RFC 1939 §8): a second login is refused.
+      const c = await RawClient.connect(one.port);
+      await c.line();
+      await c.command("USER amy@example.com");
+      expect(await c.command("PASS amypw")).toStartWith("-ERR [IN-USE]");
+      for (const x of [a, b, c]) x.end();
+    } finally {
+      await one.close();
+      await two.close();
+    }
+  });
+});

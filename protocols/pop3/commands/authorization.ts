@@ -204,7 +204,7 @@ async function login(s: Pop3Session, username: string, password: string): Promis
     lock = await store.call("mailbox.lock", {
       userId: account.userId,
       folder: "INBOX",
-      owner: s.conn.id,
+      owner: s.lockOwner,
     });
   } catch (e) {
     s.log.info("maildrop.lock_failed", {
@@ -215,7 +215,7 @@ async function login(s: Pop3Session, username: string, password: string): Promis
     // Given up on our side (deadline, "unavailable"): the store may still take the lock once
     // it gets to the call. Let go of whatever this session holds, in the same order.
     if (e instanceof StoreError && e.code === "unavailable") {
-      store.call("mailbox.unlock", { owner: s.conn.id }).catch(() => {});
+      store.call("mailbox.unlock", { owner: s.lockOwner }).catch(() => {});
     }
     return s.reply(storeFailure(e, "Opening the maildrop"));
   }
