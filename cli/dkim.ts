@@ -49,10 +49,12 @@ ${METABASE_HELP}`,
     const { metabase, paths } = openMetabase(file);
     const keyPath = (p: string) => isAbsolute(p) ? p : resolve(paths.dataDir, p);
     if (verb === "list") {
+      let failed = 0;
       for (const k of metabase.smtp.dkim) {
         try {
           out(dkimTxtRecord(k.domain, k.selector, readFileSync(keyPath(k.keyFile), "utf8")));
         } catch (e) {
+          failed++;
           err(
             `${k.selector}._domainkey.${k.domain}: cannot read ${k.keyFile}: ${
               (e as Error).message
@@ -60,7 +62,7 @@ ${METABASE_HELP}`,
           );
         }
       }
-      return 0;
+      return failed > 0 ? 1 : 0;
     }
     if (verb !== "keygen") throw new UsageError("expected keygen DOMAIN | list");
     if (!name || !/^[a-z0-9.-]+$/i.test(name)) throw new UsageError("expected keygen DOMAIN");

@@ -180,7 +180,9 @@ class RingStoreClient implements AttachedStoreClient, Endpoint {
     for (const s of [...this.#streams.values()]) {
       if (s.waitingSince(expired)) {
         s.fail(late());
-        this.cancel(s.id);
+        // Never sent (the ring was full): retracted, so the store never starts it.
+        if (this.#outbox.retract(STREAM_OPEN, s.id, RETRACTED)) this.#streams.delete(s.id);
+        else this.cancel(s.id);
       }
     }
     if (this.#pending.size === 0 && this.#streams.size === 0) this.#stopSweeper();

@@ -132,7 +132,7 @@ export const SmtpSection = z.strictObject({
     dnsTimeoutSeconds: seconds(10).describe("Per DNS query (MX, A, AAAA)"),
     dnsTries: z.number().int().positive().default(2).describe("DNS attempts per query"),
     unknownDomainMinutes: z.number().min(0).default(60).describe(
-      "A recipient domain DNS says does not exist (NXDOMAIN) bounces (5.1.2) once the message has waited this long; until then it is retried, as a resolver cut off for a while says the same of every name",
+      "A recipient domain DNS says does not exist (NXDOMAIN) bounces (5.1.2) once DNS has said so, and the message waited, this long; until then it is retried, as a resolver cut off for a while says the same of every name",
     ),
     bounceHeadersMaxBytes: z.number().int().min(1024).default(256 * 1024).describe(
       "Most header bytes returned in a DSN with RET=HDRS (and in delay notices)",
@@ -174,7 +174,7 @@ export const SmtpSection = z.strictObject({
       "PEM private key (RSA or Ed25519), relative to dataDir; `posthorn dkim keygen` makes one",
     ),
   })).default([]).describe(
-    "DKIM keys (RFC 6376): mail leaving for a remote host is signed with the key of its From: domain, else of its envelope sender's domain",
+    "DKIM keys (RFC 6376): mail leaving for a remote host is signed with the key of its From: domain or nearest parent domain, else of its envelope sender's",
   ),
   smarthost: Smarthost.nullable().default(null).describe(
     "Relay every remote message through this host (with AUTH); null: MX lookup",
@@ -279,6 +279,9 @@ export const Metabase = z.strictObject({
     ),
     maxPrefixBytes: z.number().int().positive().default(16 * 1024).describe(
       "Largest per-recipient prefix (Return-Path, Received) added at delivery",
+    ),
+    maxImportMessageBytes: z.number().int().min(1024 * 1024).default(100 * 1024 * 1024).describe(
+      "Largest message `posthorn import` takes (an mbox message is held in memory while it is stored); a larger one stops the import with an error",
     ),
     inlineBytes: z.number().int().min(0).max(1024 * 1024).default(8 * 1024).describe(
       "Bodies up to this size are stored inside the database (one fsync per commit, no page-file I/O); 0: every body in the page file",

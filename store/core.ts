@@ -40,6 +40,8 @@ export interface StoreOptions {
   maxUploads?: number;
   /** Bytes of each message kept for the full-text index and header parsing. */
   indexBytes?: number;
+  /** Largest message an import takes (metabase store.maxImportMessageBytes). */
+  maxImportMessageBytes?: number;
   /** Bodies waiting for the full-text index before indexing runs during deliveries
    * (metabase store.indexBacklog). */
   indexBacklog?: number;
@@ -79,6 +81,7 @@ export class Core {
   maxUploads: number;
   indexBytes: number;
   indexBacklog: number;
+  maxImportMessageBytes: number;
   maxPrefixBytes: number;
   inlineBytes: number;
   readonly indexer: FullTextIndexer;
@@ -129,6 +132,7 @@ export class Core {
     this.maxUploads = opts.maxUploads ?? 1000;
     this.indexBytes = opts.indexBytes ?? 16 * 1024;
     this.indexBacklog = opts.indexBacklog ?? DEFAULT_INDEX_BACKLOG;
+    this.maxImportMessageBytes = opts.maxImportMessageBytes ?? 100 * 1024 * 1024;
     this.maxPrefixBytes = opts.maxPrefixBytes ?? 16 * 1024;
     this.inlineBytes = opts.inlineBytes ?? DEFAULT_INLINE_BYTES;
     this.setDomains(opts.domains);
@@ -150,6 +154,7 @@ export class Core {
     this.maxUploads = next.maxUploads ?? this.maxUploads;
     this.indexBytes = next.indexBytes ?? this.indexBytes;
     this.indexBacklog = next.indexBacklog ?? this.indexBacklog;
+    this.maxImportMessageBytes = next.maxImportMessageBytes ?? this.maxImportMessageBytes;
     this.maxPrefixBytes = next.maxPrefixBytes ?? this.maxPrefixBytes;
     // Live: uploads begun from now on use the new threshold; stored bodies keep their place.
     this.inlineBytes = next.inlineBytes ?? this.inlineBytes;

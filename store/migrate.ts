@@ -110,7 +110,8 @@ async function store(
 }
 
 /** Lines of a file, each with its line break, read in bounded chunks. */
-async function* fileLines(path: string): AsyncGenerator<Uint8Array> {
+/** The file's lines, LF included; a line longer than `maxLine` is an error, not memory. */
+async function* fileLines(path: string, maxLine: number): AsyncGenerator<Uint8Array> {
   let carry = new Uint8Array(0);
   for await (const chunk of fs.createReadStream(path, { highWaterMark: 1 << 20 })) {
     const data = carry.length ? concat([carry, chunk as Uint8Array]) : (chunk as Uint8Array);
@@ -120,8 +121,16 @@ async function* fileLines(path: string): AsyncGenerator<Uint8Array> {
       start = i + 1;
     }
     carry = data.slice(start);
+    if (carry.length > maxLine) throw tooBig(path, maxLine);
   }
   if (carry.length) yield carry;
+}
+
+function tooBig(what: string, limit: number): StoreError {
+  return new StoreError(
+    "invalid",
+    `${what}: a message larger than store.maxImportMessageBytes (${limit} bytes)`,
+  );
 }
 
 const isFromLine = (l: Uint8Array) =>
@@ -148,6 +157,8 @@ export async function importMbox(
   const report: MoveReport = { messages: 0, bytes: 0 };
   let fromLine: string | null = null;
   let lines: Uint8Array[] = [];
+  let held = 0; // bytes of `lines`: bounded by the limit, as a message is held whole
+  const limit = ctx.core.maxImportMessageBytes;
   let prevBlank = true; // a From_ line opens a message at the start or after a blank line
   const flush = async (sep: string) => {
     if (fromLine === null) return;
@@ -157,7 +168,7 @@ export async function importMbox(
     report.bytes += bytes.length;
     watch?.stored(report);
   };
-  for await (const line of fileLines(path)) {
+  for await (const line of fileLines(path, limit)) {
     if (watch?.stopped()) return report;
     if (isFromLine(line) && prevBlank) {
       // The blank line before a From_ line separates messages; it is not part of either.
@@ -168,6 +179,7 @@ export async function importMbox(
       await flush(sep);
       fromLine = latin1.decode(line);
       lines = [];
+      held = 0;
       prevBlank = false;
       continue;
     }
@@ -181,6 +193,8 @@ export async function importMbox(
     let k = 0;
     while (l[k] === 62) k++;
     if (k > 0 && isFromLine(l.subarray(k))) l = l.subarray(1);
+    held += l.length;
+    if (held > limit) throw tooBig(`${path}, message ${report.messages + 1}`, limit);
     lines.push(l);
   }
   let sep = "";
@@ -370,6 +384,9 @@ export async function importMaildir(
       const full = join(dir, sub, file);
       const info = file.includes(":2,") ? file.slice(file.indexOf(":2,") + 3) : "";
       const flags = MAILDIR_FLAGS.filter(([c]) => info.includes(c)).map(([, fl]) => fl);
+      if (fs.statSync(full).size > ctx.core.maxImportMessageBytes) {
+        throw tooBig(full, ctx.core.maxImportMessageBytes);
+      }
       const bytes = new Uint8Array(fs.readFileSync(full));
       await store(ctx, f.id, bytes, flags, fs.statSync(full).mtimeMs, { file, sub });
       report.messages++;

@@ -185,6 +185,7 @@ export function storeOptionsFromMetabase(
     maxUploads: mb.store.maxUploads,
     indexBytes: mb.store.indexBytes,
     indexBacklog: mb.store.indexBacklog,
+    maxImportMessageBytes: mb.store.maxImportMessageBytes,
     maxPrefixBytes: mb.store.maxPrefixBytes,
     inlineBytes: mb.store.inlineBytes,
     mode,

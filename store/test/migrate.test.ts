@@ -148,3 +148,35 @@ test("store.import: the total as its last item; a relative path refused; a consu
     own.cleanup();
   }
 });
+
+test("a message over store.maxImportMessageBytes stops the import with an error; memory stays bounded", async () => {
+  const g = fixture({ maxImportMessageBytes: 1 << 20 });
+  try {
+    await g.store.addUser("max@example.com", "pw");
+    const big = "x".repeat(80) + "\n";
+    const mbox = join(t.dir, "big.mbox");
+    fs.writeFileSync(
+      mbox,
+      "From a@b.test Thu Jan  1 00:00:00 2024\nSubject: small\n\nok\n\n" +
+        "From a@b.test Thu Jan  1 00:00:00 2024\nSubject: big\n\n" + big.repeat(20_000),
+    );
+    await expect(g.store.importMbox(mbox, "max@example.com")).rejects.toMatchObject({
+      code: "invalid",
+      message: expect.stringContaining("store.maxImportMessageBytes"),
+    });
+    // One endless line: refused the same way, not held.
+    const line = join(t.dir, "line.mbox");
+    fs.writeFileSync(line, "From a@b.test Thu Jan  1 00:00:00 2024\n" + "y".repeat(3 << 20));
+    await expect(g.store.importMbox(line, "max@example.com")).rejects.toMatchObject({
+      code: "invalid",
+    });
+    const md = join(t.dir, "bigmaildir");
+    for (const sub of ["cur", "new", "tmp"]) fs.mkdirSync(join(md, sub), { recursive: true });
+    fs.writeFileSync(join(md, "new", "1.big"), "Subject: big\n\n" + big.repeat(20_000));
+    await expect(g.store.importMaildir(md, "max@example.com")).rejects.toMatchObject({
+      code: "invalid",
+    });
+  } finally {
+    await g.done();
+  }
+});
