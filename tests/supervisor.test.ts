@@ -419,32 +419,40 @@ describe("supervisor", () => {
   });
 });
 
+/** An appliance serving a certificate from files checked every 0.1 s, a second pair ready, and
+ * the fingerprint the POP3S listener presents to a new connection. */
+async function renewalSetup() {
+  const dir = tempDir();
+  const certFile = join(dir, "cert.pem");
+  const keyFile = join(dir, "key.pem");
+  const first = generateSelfSigned("mail.example.test");
+  const second = generateSelfSigned("mail.example.test");
+  writeFileSync(certFile, first.cert);
+  writeFileSync(keyFile, first.key);
+  const app = await startTestAppliance(
+    (mb) => mb.tls = { certFile, keyFile, checkSeconds: 0.1 },
+    { dir: join(dir, "data") },
+  );
+  const presented = () =>
+    new Promise<string>((resolve, reject) => {
+      const s = tlsConnect(
+        { host: "127.0.0.1", port: app.ports.pop3s!, rejectUnauthorized: false },
+        () => {
+          resolve(s.getPeerCertificate().fingerprint256);
+          s.destroy();
+        },
+      );
+      s.on("error", reject);
+    });
+  return { dir, certFile, keyFile, first, second, app, presented };
+}
+
+const fingerprint = (pem: string) => new X509Certificate(pem).fingerprint256;
+
 describe("certificate renewal", () => {
   test("new certificate files are picked up by themselves, implicit TLS included", async () => {
-    const dir = tempDir();
-    const certFile = join(dir, "cert.pem");
-    const keyFile = join(dir, "key.pem");
-    const first = generateSelfSigned("mail.example.test");
-    const second = generateSelfSigned("mail.example.test");
-    writeFileSync(certFile, first.cert);
-    writeFileSync(keyFile, first.key);
-    const app = await startTestAppliance(
-      (mb) => mb.tls = { certFile, keyFile, checkSeconds: 0.1 },
-      { dir: join(dir, "data") },
-    );
+    const { dir, certFile, keyFile, first, second, app, presented } = await renewalSetup();
     try {
-      const presented = () =>
-        new Promise<string>((resolve, reject) => {
-          const s = tlsConnect(
-            { host: "127.0.0.1", port: app.ports.pop3s!, rejectUnauthorized: false },
-            () => {
-              resolve(s.getPeerCertificate().fingerprint256);
-              s.destroy();
-            },
-          );
-          s.on("error", reject);
-        });
-      const fingerprint = (pem: string) => new X509Certificate(pem).fingerprint256;
       expect(await presented()).toBe(fingerprint(first.cert));
       // A renewal: the key, then the certificate, replaced on disk. No SIGHUP.
       writeFileSync(keyFile, second.key);
@@ -457,32 +465,10 @@ describe("certificate renewal", () => {
     }
   });
   test("a half-written certificate or a key that is not its own: the old pair keeps serving", async () => {
-    const dir = tempDir();
-    const certFile = join(dir, "cert.pem");
-    const keyFile = join(dir, "key.pem");
-    const first = generateSelfSigned("mail.example.test");
-    const second = generateSelfSigned("mail.example.test");
-    writeFileSync(certFile, first.cert);
-    writeFileSync(keyFile, first.key);
-    const app = await startTestAppliance(
-      (mb) => mb.tls = { certFile, keyFile, checkSeconds: 0.1 },
-      { dir: join(dir, "data") },
-    );
+    const { dir, certFile, keyFile, first, second, app, presented } = await renewalSetup();
     const failures = () =>
       app.supervisor.recentLog.filter((r) => r.event === "tls.reload_failed").length;
     try {
-      const presented = () =>
-        new Promise<string>((resolve, reject) => {
-          const s = tlsConnect(
-            { host: "127.0.0.1", port: app.ports.pop3s!, rejectUnauthorized: false },
-            () => {
-              resolve(s.getPeerCertificate().fingerprint256);
-              s.destroy();
-            },
-          );
-          s.on("error", reject);
-        });
-      const fingerprint = (pem: string) => new X509Certificate(pem).fingerprint256;
       expect(await presented()).toBe(fingerprint(first.cert));
       // Caught mid-write: half a certificate.
       writeFileSync(certFile, second.cert.slice(0, 300));
