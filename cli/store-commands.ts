@@ -154,17 +154,54 @@ ${METABASE_HELP}`,
   },
 };
 
+/** `queue retry` beside a running server: done by its store, so its transport wakes at once.
+ * Null when no server runs here (the command then does it itself). */
+async function retryThroughServer(
+  metabaseFile: string | undefined,
+  all: boolean,
+  id: string | undefined,
+): Promise<number | null> {
+  const { paths } = openMetabase(metabaseFile);
+  if (!readStatus(paths.runDir)?.alive) return null;
+  const queueId = Number(id);
+  if (!all && (!Number.isInteger(queueId) || queueId <= 0)) {
+    throw new UsageError("expected a queue id (see queue list)");
+  }
+  try {
+    const answer = await controlRequest(
+      paths.runDir,
+      all ? { op: "queue.retry", all: true } : { op: "queue.retry", queueId },
+      () => {},
+    );
+    if (answer === null) return null; // no control socket: the shared store still works
+    const { count } = answer.done as { count: number };
+    if (!all && !count) {
+      err(`no queued message ${queueId}`);
+      return 1;
+    }
+    out(all ? `${count} message(s) due now` : `message ${queueId} due now`);
+    return 0;
+  } catch (e) {
+    err(`posthorn queue: ${(e as Error).message}`);
+    return 1;
+  }
+}
+
 export const queue: Command = {
   name: "queue",
   summary: "list, retry or delete messages in the outbound queue",
   help: `Usage: posthorn queue list | retry ID | retry --all | delete ID
 
-A running server picks retried messages up on its next queue pass.
+Beside a running server, retry goes through the server, which sends at once.
   --all              with retry: every queued message
 ${METABASE_HELP}`,
   async run(argv) {
     const { values, positionals } = parse(argv, { all: { type: "boolean" } });
     const [verb, id] = positionals;
+    if (verb === "retry") {
+      const online = await retryThroughServer(values.metabase, values.all === true, id);
+      if (online !== null) return online;
+    }
     return withStore(values.metabase, async (store) => {
       const client = createDirectStoreClient(store.service, "cli");
       try {

@@ -120,7 +120,16 @@ export class Supervisor {
     }
     this.#control = new ControlServer(
       this.paths.runDir,
-      { import: (req, reply) => this.#import(req, reply) },
+      {
+        import: (req, reply) => this.#import(req, reply),
+        // Through the running store, so the transport hears of it at once (its "queue"
+        // topic) instead of at its next poll.
+        "queue.retry": (req) =>
+          this.store.call(
+            "queue.retry",
+            req.all === true ? { all: true } : { queueId: Number(req.queueId) },
+          ),
+      },
       this.log,
     );
     this.#control.start();

@@ -149,6 +149,11 @@ test("import while the server runs: the server's store does it, with progress; e
     expect(bad.stderr).toMatch(/posthorn import: /);
     const nobody = cli(["import", "mbox", mbox, "--user", "nobody@example.test", "-m", file]);
     expect(nobody.code).toBe(1);
+    // queue retry goes through the running server too (its transport hears of it at once)
+    const retry = cli(["queue", "retry", "--all", "-m", file]);
+    expect([retry.code, retry.stdout.trim()]).toEqual([0, "0 message(s) due now"]);
+    expect(cli(["queue", "retry", "99", "-m", file]).code).toBe(1);
+    expect(readFileSync(join(dir, "log", "events.jsonl"), "utf8")).toContain('"op":"queue.retry"');
     expect(cli(["status", "-m", file]).code).toBe(0);
   } finally {
     s.proc.kill("SIGTERM");
