@@ -1,5 +1,5 @@
 // Message-format helpers shared by the engines, the transport and the store: the date formats
-// mail carries. Pure functions, no I/O.
+// mail carries, and who a message's author is (./addresses.ts). Pure functions, no I/O.
 
 const DAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
 const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
@@ -22,3 +22,5 @@ export function asctime(at: Date | number): string {
     time(d)
   } ${d.getUTCFullYear()}`;
 }
+
+export { addrSpecDomain, addrSpecText, authorMailboxes, mailboxes } from "./addresses.ts";

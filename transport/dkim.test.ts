@@ -222,7 +222,9 @@ describe("DKIM signing", () => {
       ["From: j@B\xc3\xbccher.test", "xn--bcher-kva.test"],
       ["From: Joe <joe>", null],
       ["From: undisclosed-recipients:;", null],
-      ["Resent-From: r@example.com", null],
+      // A resent message is signed for its resender, the author the SMTP engine checked.
+      ["Resent-From: r@example.com", "example.com"],
+      ["Resent-From: r@resent.test\r\nFrom: o@example.com", "resent.test"],
     ];
     for (const [field, domain] of cases) {
       expect([field, fromDomain(bytes(`Subject: x\r\n${field}\r\nTo: t@to.test\r\n\r\nb`))])

@@ -6,10 +6,10 @@
 import { readFileSync, statSync } from "node:fs";
 import { isAbsolute, resolve } from "node:path";
 import { Readable } from "node:stream";
-import { domainToASCII } from "node:url";
 import type { DKIMSignOptions } from "mailauth";
 import { dkimSign } from "mailauth/lib/dkim/sign";
 import type { Metabase } from "../metabase/schema.ts";
+import { addrSpecDomain, authorMailboxes } from "../mailformat/addresses.ts";
 
 export interface DkimKey {
   domain: string;
@@ -49,94 +49,11 @@ export function loadDkimKeys(
   return keys;
 }
 
-/**
- * The domain of the first mailbox in the message's From: field, or null. The field is read
- * as RFC 5322 §3.4 has it (and RFC 6854's groups): comments and quoted strings are skipped
- * as wholes, so an "@" or "<" inside them never picks the domain.
- */
+/** The domain of the author's first mailbox (the topmost Resent-From: of a resent message,
+ * else From:), or null: the author the SMTP engine checked (../mailformat/addresses.ts). */
 export function fromDomain(head: Uint8Array): string | null {
-  const text = Buffer.from(head).toString("latin1");
-  const end = text.search(/\r?\n\r?\n/);
-  // RFC 5322 §2.2.3: unfold.
-  const header = (end < 0 ? text : text.slice(0, end)).replace(/\r?\n[ \t]+/g, " ");
-  // RFC 5322 §4.5: the obsolete syntax allows white space before the colon.
-  const line = /^from[ \t]*:(.*)$/im.exec(header);
-  if (!line) return null;
-  const tokens = addressTokens(line[1]!);
-  let mailbox: string[] = [];
-  for (let i = 0; i < tokens.length; i++) {
-    const t = tokens[i]!;
-    if (t === "<") {
-      // RFC 5322 §3.4 angle-addr; §4.4 obs-route ("@a,@b:") comes before the addr-spec.
-      const close = tokens.indexOf(">", i);
-      const inner = tokens.slice(i + 1, close < 0 ? tokens.length : close);
-      const colon = inner.lastIndexOf(":");
-      return domainOf(colon < 0 ? inner : inner.slice(colon + 1));
-    }
-    if (t === "," || t === ";" || t === ":") {
-      // The end of a bare addr-spec (or of a group's display name, which is no mailbox).
-      const domain = t === ":" ? null : domainOf(mailbox);
-      if (domain) return domain;
-      mailbox = [];
-      continue;
-    }
-    mailbox.push(t);
-  }
-  return domainOf(mailbox);
-}
-
-/**
- * An address field's tokens (RFC 5322 §3.2): specials alone, a quoted string or a domain
- * literal as one token (quoted, so never taken for a special), atoms (dots included) joined;
- * comments and white space dropped.
- */
-function addressTokens(value: string): string[] {
-  const tokens: string[] = [];
-  let i = 0;
-  while (i < value.length) {
-    const c = value[i]!;
-    if (c === " " || c === "\t" || c === "\r" || c === "\n") {
-      i++;
-    } else if (c === "(") {
-      // RFC 5322 §3.2.2: comments nest, and a backslash quotes the next character.
-      let depth = 0;
-      for (; i < value.length; i++) {
-        const d = value[i]!;
-        if (d === "\\") i++;
-        else if (d === "(") depth++;
-        else if (d === ")" && --depth === 0) break;
-      }
-      i++;
-    } else if (c === '"' || c === "[") {
-      // RFC 5322 §3.2.4 quoted-string, §3.4.1 domain-literal.
-      const close = c === '"' ? '"' : "]";
-      let j = i + 1;
-      for (; j < value.length && value[j] !== close; j++) if (value[j] === "\\") j++;
-      tokens.push(value.slice(i, j + 1));
-      i = j + 1;
-    } else if ("<>,;:@".includes(c)) {
-      tokens.push(c);
-      i++;
-    } else {
-      let j = i;
-      while (j < value.length && !' \t\r\n()"[<>,;:@'.includes(value[j]!)) j++;
-      tokens.push(value.slice(i, j));
-      i = j;
-    }
-  }
-  return tokens;
-}
-
-/** The domain of an addr-spec's tokens (after its last "@"), lower case, as an A-label. */
-function domainOf(addrSpec: string[]): string | null {
-  const at = addrSpec.lastIndexOf("@");
-  if (at < 0) return null;
-  // RFC 5322 §4.4: obs-domain may have white space (or comments) between its atoms.
-  let domain = addrSpec.slice(at + 1).join("").replace(/\.$/, "");
-  if (domain === "" || domain.startsWith("[")) return null;
-  // RFC 6532: a UTF-8 domain; the keys are configured as A-labels (RFC 5890).
-  if (/[^\x00-\x7f]/.test(domain)) domain = domainToASCII(Buffer.from(domain, "latin1").toString());
-  return domain === "" ? null : domain.toLowerCase();
+  const first = authorMailboxes(head, true)?.[0];
+  return first ? addrSpecDomain(first) : null;
 }
 
 /**

@@ -597,10 +597,15 @@ describe("AUTH (RFC 4954) and submission", () => {
     expect((await send("From: Alice <alice@example.com>\r\n")).code).toBe(250);
     expect((await send("From: Sales <sales@example.com>\r\n")).code).toBe(250);
     expect((await send("")).code).toBe(250); // no From: at all: the receiver judges it
+    // every author counts: a list cannot slip a foreign one in ahead of an owned one
+    expect((await send("From: ceo@example.com, <alice@example.com>\r\n")).code).toBe(550);
+    // a resend is judged by its Resent-From: (the transport signs for it too)
+    expect((await send("Resent-From: alice@example.com\r\nFrom: x@elsewhere.example\r\n")).code)
+      .toBe(250);
     // a header longer than the first chunk cannot hide its From: from the check
     const padding = `X-Pad: ${"p".repeat(70)}\r\n`.repeat(1000);
     expect((await send(padding + "From: ceo@example.com\r\n")).code).toBe(550);
-    expect(c.store.messages.length).toBe(3);
+    expect(c.store.messages.length).toBe(4);
   });
 
   test("fromMustMatch: false checks MAIL FROM only; unauthenticated mail is not checked", async () => {
