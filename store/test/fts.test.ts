@@ -105,6 +105,29 @@ describe("full-text index behind the deliveries", () => {
     }
   });
 
+  test("store.indexBacklog applies live on a metabase reload", async () => {
+    const f = fixture(); // the default backlog: a burst of 300 is not indexed while it lasts
+    try {
+      await f.store.addUser("alice@example.com", "pw");
+      const flood = async (from: number, n: number) => {
+        let most = 0;
+        for (let i = from; i < from + n; i++) {
+          await deliver(f.client, message(`Flood ${i}`, `flood${i}`), ["alice@example.com"]);
+          most = Math.max(most, (await f.client.call("store.stats", {})).indexPending);
+        }
+        return most;
+      };
+      expect(await flood(0, 300)).toBeGreaterThan(128 + INDEX_BATCH);
+      f.store.reconfigure(storeOptions(f.dir, { indexBacklog: 128 }));
+      await flood(300, 20); // the next deliveries see the new limit and index down to it
+      expect((await f.client.call("store.stats", {})).indexPending).toBeLessThanOrEqual(
+        128 + INDEX_BATCH,
+      );
+    } finally {
+      await f.done();
+    }
+  });
+
   test("the index reads text parts decoded, HTML as words, attachments by name only", async () => {
     const f = fixture();
     try {
