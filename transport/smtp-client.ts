@@ -339,18 +339,20 @@ export class SmtpClient {
     }
     const usable = msg.recipients.filter((r) => !outcomes.has(r.address));
     if (usable.length === 0) return finish();
-    // RFC 1870 §6.1: do not send a message the server has declared too big.
+    // RFC 1870 §6.1: do not send a message the server has declared too big (checked again
+    // after each step below that makes it bigger; `how` says which).
     const maxSize = Number(this.capabilities.get("SIZE") ?? "0");
-    if (this.capabilities.has("SIZE") && maxSize > 0 && msg.size > maxSize) {
-      settleAll(
-        all,
-        "permanent",
-        "5.3.4",
-        `message of ${msg.size} bytes exceeds the ${maxSize} bytes ${this.remote} accepts`,
-        false,
-      );
-      return finish();
-    }
+    const overLimit = (n: number, how = ""): boolean => {
+      if (!this.capabilities.has("SIZE") || maxSize <= 0 || n <= maxSize) return false;
+      const text =
+        `message of ${n} bytes${how} exceeds the ${maxSize} bytes ${this.remote} accepts`;
+      settleAll(all, "permanent", "5.3.4", text, false);
+      return true;
+    };
+    // The store could not give the body: like a failed read during DATA, try later.
+    const unreadable = (err: unknown) =>
+      settleAll(all, "temporary", "4.3.0", String((err as Error)?.message ?? err), false);
+    if (overLimit(msg.size)) return finish();
     const needsUtf8 = msg.smtputf8 === true ||
       !ASCII_ONLY.test(msg.sender + all.join(""));
     // RFC 6531 §3.2: without SMTPUTF8 on the server such a message must not be sent.
@@ -397,23 +399,10 @@ export class SmtpClient {
             reason: err.message,
           });
           settleAll(all, "permanent", err.status, `${err.message} (${this.remote})`, false);
-        } else {
-          // The store could not give the body: like a failed read during DATA, try later.
-          const text = String((err as Error)?.message ?? err);
-          settleAll(all, "temporary", "4.3.0", text, false);
-        }
+        } else unreadable(err);
         return finish();
       }
-      if (this.capabilities.has("SIZE") && maxSize > 0 && size > maxSize) {
-        settleAll(
-          all,
-          "permanent",
-          "5.3.4",
-          `message of ${size} bytes once converted to 7 bits exceeds the ${maxSize} bytes ${this.remote} accepts`,
-          false,
-        );
-        return finish();
-      }
+      if (overLimit(size, " once converted to 7 bits")) return finish();
     }
 
     // RFC 6376: signed as it leaves, over the bytes that leave (after any 7-bit conversion).
@@ -435,8 +424,7 @@ export class SmtpClient {
         }
       } catch (err) {
         if (readError !== null) {
-          const text = String((readError as Error)?.message ?? readError);
-          settleAll(all, "temporary", "4.3.0", text, false);
+          unreadable(readError);
           return finish();
         }
         // A key that cannot sign must not hold the mail: it goes unsigned, and loudly so.
@@ -446,17 +434,7 @@ export class SmtpClient {
           error: err as Error,
         });
       }
-      // RFC 1870 §6.1: the limit holds for what is sent, the signature included.
-      if (this.capabilities.has("SIZE") && maxSize > 0 && size > maxSize) {
-        settleAll(
-          all,
-          "permanent",
-          "5.3.4",
-          `message of ${size} bytes once signed exceeds the ${maxSize} bytes ${this.remote} accepts`,
-          false,
-        );
-        return finish();
-      }
+      if (overLimit(size, " once signed")) return finish();
     }
 
     try {
