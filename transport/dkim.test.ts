@@ -192,8 +192,8 @@ describe("DKIM signing", () => {
     const msg: OutboundMessage = {
       ...message(TEXT),
       async *body() {
-        // Only the signing pass (the second read; the first picks the key) ends early.
-        const cut = ++reads === 2 ? full.length - 5 : full.length;
+        // Only the signing pass (the first read: it also picks the key) ends early.
+        const cut = ++reads === 1 ? full.length - 5 : full.length;
         for (let i = 0; i < cut; i += 100) yield full.slice(i, Math.min(i + 100, cut));
       },
     };

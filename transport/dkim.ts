@@ -57,48 +57,39 @@ export function fromDomain(head: Uint8Array): string | null {
 }
 
 /**
- * The key for a message: its From: domain's, else a parent domain's of it (relaxed alignment,
- * RFC 7489 §3.1.1: a DSN From: MAILER-DAEMON@mx1.example.com is aligned with d=example.com),
- * else its envelope sender's domain's (or a parent's); null: not signed. A null sender ("",
- * DSNs) has no domain.
+ * The DKIM-Signature field (with its CRLF) to put in front of `body`, or null when no key fits.
+ * The key is its author's domain's (fromDomain), else a parent domain's of it (relaxed
+ * alignment, RFC 7489 §3.1.1: a DSN From: MAILER-DAEMON@mx1.example.com is aligned with
+ * d=example.com), else its envelope sender's domain's (or a parent's); a null sender ("",
+ * DSNs) has no domain. One read of `body`: the header chosen from is the start of what is
+ * signed. Throws if signing fails, or if `body` does.
  */
-export async function chooseDkimKey(
+export async function dkimSignature(
   keys: DkimKey[],
   body: AsyncIterable<Uint8Array>,
   sender: string,
-): Promise<DkimKey | null> {
-  if (keys.length === 0) return null;
-  const parts: Uint8Array[] = [];
-  let n = 0;
-  for await (const chunk of body) {
-    parts.push(chunk);
-    n += chunk.length;
-    // Leaving the loop ends the read: only the header is needed here.
-    if (n >= HEAD_BYTES || Buffer.concat(parts).includes("\r\n\r\n")) break;
-  }
-  const at = sender.lastIndexOf("@");
-  const domains = [fromDomain(Buffer.concat(parts)), at < 0 ? null : sender.slice(at + 1)];
-  for (const d of domains) {
-    // The domain itself first, then each parent, nearest first (never the root).
-    for (
-      let name = d?.toLowerCase() ?? "";
-      name.includes(".");
-      name = name.slice(name.indexOf(".") + 1)
-    ) {
-      const key = keys.find((k) => k.domain === name);
-      if (key) return key;
-    }
-  }
-  return null;
-}
-
-/** The DKIM-Signature field (with its CRLF) to put in front of `body`; throws if it cannot. */
-export async function dkimSignatureFor(
-  body: AsyncIterable<Uint8Array>,
-  key: DkimKey,
   now = new Date(),
-): Promise<Uint8Array> {
-  const result = await dkimSign(Readable.from(body), {
+): Promise<Uint8Array | null> {
+  if (keys.length === 0) return null;
+  const it = body[Symbol.asyncIterator]();
+  const head: Uint8Array[] = [];
+  let n = 0;
+  while (n < HEAD_BYTES && !Buffer.concat(head).includes("\r\n\r\n")) {
+    const r = await it.next();
+    if (r.done) break;
+    head.push(r.value);
+    n += r.value.length;
+  }
+  const key = keyFor(keys, fromDomain(Buffer.concat(head)), sender);
+  if (!key) {
+    await it.return?.(); // only the header was needed
+    return null;
+  }
+  async function* whole(): AsyncGenerator<Uint8Array> {
+    yield* head;
+    for (let r = await it.next(); !r.done; r = await it.next()) yield r.value;
+  }
+  const result = await dkimSign(Readable.from(whole()), {
     canonicalization: "relaxed/relaxed",
     signTime: now,
     signatureData: [{
@@ -112,4 +103,20 @@ export async function dkimSignatureFor(
     throw new Error(`DKIM signing for ${key.domain} failed: ${why}`);
   }
   return Buffer.from(result.signatures, "latin1");
+}
+
+function keyFor(keys: DkimKey[], author: string | null, sender: string): DkimKey | null {
+  const at = sender.lastIndexOf("@");
+  for (const d of [author, at < 0 ? null : sender.slice(at + 1)]) {
+    // The domain itself first, then each parent, nearest first (never the root).
+    for (
+      let name = d?.toLowerCase() ?? "";
+      name.includes(".");
+      name = name.slice(name.indexOf(".") + 1)
+    ) {
+      const key = keys.find((k) => k.domain === name);
+      if (key) return key;
+    }
+  }
+  return null;
 }

@@ -8,7 +8,7 @@ import { ConnectionError, SmtpConnection } from "./connection.ts";
 import { DotStuffer } from "./dot-stuff.ts";
 import { formatReply, type SmtpReply, statusOf } from "./reply.ts";
 import { DowngradeRefused, planSevenBit, type SevenBitLimits, toSevenBit } from "./seven-bit.ts";
-import { chooseDkimKey, type DkimKey, dkimSignatureFor } from "./dkim.ts";
+import { type DkimKey, dkimSignature } from "./dkim.ts";
 import { xtextEncode } from "./xtext.ts";
 
 export interface HopTarget {
@@ -412,13 +412,11 @@ export class SmtpClient {
       // signature computed is the store's fault, not the key's: the mail is tried later,
       // never sent unsigned because of it (a receiver's DMARC policy could refuse it).
       let readError: unknown = null;
-      const watched = (source: AsyncIterable<Uint8Array>) =>
-        noteFailure(source, (err) => readError ??= err);
       try {
-        const key = await chooseDkimKey(keys, watched(msg.body()), msg.sender);
-        if (key) {
-          const unsigned = body;
-          const field = await dkimSignatureFor(watched(unsigned()), key);
+        const unsigned = body;
+        const read = noteFailure(unsigned(), (err) => readError ??= err);
+        const field = await dkimSignature(keys, read, msg.sender);
+        if (field) {
           body = () => withField(field, unsigned());
           size += field.length;
         }
