@@ -8,6 +8,7 @@ import { join } from "node:path";
 import type { Socket, UnixSocketListener } from "bun";
 import type { Logger } from "../log/mod.ts";
 import { StoreError } from "../ipc/store-api.ts";
+import { toStoreError } from "../ipc/errors.ts";
 
 export const CONTROL_SOCKET = "control.sock";
 /** A request line longer than this is refused (requests are a few paths and names). */
@@ -158,9 +159,7 @@ export class ControlServer {
     handler(request, reply).then(
       (done) => this.#finish(s, { done: done ?? null }),
       (err) => {
-        const e = err instanceof StoreError
-          ? err
-          : new StoreError("internal", err instanceof Error ? err.message : String(err));
+        const e = toStoreError(err);
         this.log.info("control.failed", { op, code: e.code, error: e.message });
         this.#finish(s, { error: { code: e.code, message: e.message } });
       },
@@ -178,10 +177,7 @@ export class ControlServer {
     const bytes = encoder.encode(JSON.stringify(line) + "\n");
     if (st.unsent) {
       if (skippable) return;
-      const both = new Uint8Array(st.unsent.length + bytes.length);
-      both.set(st.unsent);
-      both.set(bytes, st.unsent.length);
-      st.unsent = both;
+      st.unsent = Buffer.concat([st.unsent, bytes]);
       return;
     }
     const n = s.write(bytes);
