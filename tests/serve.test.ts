@@ -31,6 +31,15 @@ async function serve(args: string[]) {
   return { proc, output: () => out, pump };
 }
 
+/** `serve` on a fresh data dir with the test metabase. */
+async function serveTestMetabase() {
+  const dir = tempDir();
+  dirs.push(dir);
+  const file = join(dir, "metabase.json");
+  writeFileSync(file, JSON.stringify(testMetabase()));
+  return { dir, file, s: await serve(["--metabase", file]) };
+}
+
 test("serve --init-if-missing creates the embedded default and serves it", async () => {
   const dir = tempDir();
   dirs.push(dir);
@@ -51,11 +60,7 @@ test("serve --init-if-missing creates the embedded default and serves it", async
 });
 
 test("status while running, SIGHUP, one server per data dir, SIGTERM", async () => {
-  const dir = tempDir();
-  dirs.push(dir);
-  const file = join(dir, "metabase.json");
-  writeFileSync(file, JSON.stringify(testMetabase()));
-  const s = await serve(["--metabase", file]);
+  const { dir, file, s } = await serveTestMetabase();
   try {
     expect(s.output()).toMatch(/^ready/m);
     const st = cli(["status", "--metabase", file, "--json"]);
@@ -115,11 +120,7 @@ test("a port another process holds stops the start loudly instead of being share
 });
 
 test("import while the server runs: the server's store does it, with progress; errors are clean", async () => {
-  const dir = tempDir();
-  dirs.push(dir);
-  const file = join(dir, "metabase.json");
-  writeFileSync(file, JSON.stringify(testMetabase()));
-  const s = await serve(["--metabase", file]);
+  const { dir, file, s } = await serveTestMetabase();
   try {
     expect(cli(["user", "add", "ann@example.test", "--password-stdin", "-m", file], "pw\n").code)
       .toBe(0);

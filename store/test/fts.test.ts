@@ -21,6 +21,16 @@ async function inboxOf(f: ReturnType<typeof fixture>, address: string) {
   return { userId: acct!.userId, folderId: folders.find((x) => x.name === "INBOX")!.folderId };
 }
 
+/** `n` deliveries to alice back to back (no quiet moment); the most bodies left pending. */
+async function flood(f: ReturnType<typeof fixture>, from: number, n: number): Promise<number> {
+  let most = 0;
+  for (let i = from; i < from + n; i++) {
+    await deliver(f.client, message(`Flood ${i}`, `flood${i}`), ["alice@example.com"]);
+    most = Math.max(most, (await f.client.call("store.stats", {})).indexPending);
+  }
+  return most;
+}
+
 describe("full-text index behind the deliveries", () => {
   test("a delivery queues its body; the quiet store indexes it; a search never misses", async () => {
     const f = fixture();
@@ -91,13 +101,7 @@ describe("full-text index behind the deliveries", () => {
     try {
       await f.store.addUser("alice@example.com", "pw");
       // Back to back (no 200 ms pause): once the backlog reaches 128 it is held near that mark.
-      let most = 0;
-      for (let i = 0; i < 400; i++) {
-        await deliver(f.client, message(`Flood ${i}`, `flood${i}`), ["alice@example.com"]);
-        const { indexPending } = await f.client.call("store.stats", {});
-        most = Math.max(most, indexPending);
-      }
-      expect(most).toBeLessThanOrEqual(128 + INDEX_BATCH);
+      expect(await flood(f, 0, 400)).toBeLessThanOrEqual(128 + INDEX_BATCH);
       expect((await f.client.call("store.stats", {})).indexPending).toBeGreaterThan(0);
       await eventually(async () => (await f.client.call("store.stats", {})).indexPending === 0);
     } finally {
@@ -109,17 +113,9 @@ describe("full-text index behind the deliveries", () => {
     const f = fixture(); // the default backlog: a burst of 300 is not indexed while it lasts
     try {
       await f.store.addUser("alice@example.com", "pw");
-      const flood = async (from: number, n: number) => {
-        let most = 0;
-        for (let i = from; i < from + n; i++) {
-          await deliver(f.client, message(`Flood ${i}`, `flood${i}`), ["alice@example.com"]);
-          most = Math.max(most, (await f.client.call("store.stats", {})).indexPending);
-        }
-        return most;
-      };
-      expect(await flood(0, 300)).toBeGreaterThan(128 + INDEX_BATCH);
+      expect(await flood(f, 0, 300)).toBeGreaterThan(128 + INDEX_BATCH);
       f.store.reconfigure(storeOptions(f.dir, { indexBacklog: 128 }));
-      await flood(300, 20); // the next deliveries see the new limit and index down to it
+      await flood(f, 300, 20); // the next deliveries see the new limit and index down to it
       expect((await f.client.call("store.stats", {})).indexPending).toBeLessThanOrEqual(
         128 + INDEX_BATCH,
       );
